@@ -1,0 +1,609 @@
+"""The pipeline of one request: the only place a request waits, is refused, or is retried.
+
+:class:`ResilientAdapter` is a ``requests`` ``HTTPAdapter``. ``requests`` calls
+:meth:`ResilientAdapter.send` once per redirect hop; each call runs, top to bottom::
+
+    deadline = start of the call + total_timeout
+    for each attempt:
+        host pause        a Retry-After seen by any caller: wait, or RateLimitExceeded
+        breaker check     open and not yet recovered: CircuitBreakerOpen, no wire traffic
+        rate limiter      one permit per attempt, retries included: wait, or RateLimitExceeded
+        breaker admit     closed, or one of the bounded half-open probes
+        send              HTTPAdapter.send, timeouts clamped to the deadline; the body is
+                          read here (unless stream=True) and a short body is a failure
+        classify          success, or failure (the breaker counts it)
+        retry decision    urllib3 Retry as the policy; full-jitter backoff or Retry-After,
+                          never past the deadline
+    any failure leaves through exceptions.to_contract (one mapping point)
+
+No lock is held while a request is on the wire: the limiter, breaker and counters take
+their locks only for bookkeeping.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import random
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Union
+
+import requests.exceptions as rex
+import urllib3.exceptions as uex
+from requests.adapters import HTTPAdapter
+from urllib3.util import Timeout as TimeoutSauce
+from urllib3.util.retry import Retry
+
+from .clock import Clock
+from .config import Policy, host_key
+from .exceptions import (
+    ConnectionManagerError,
+    MaxRetriesExceeded,
+    RateLimitExceeded,
+    requests_class_for,
+    to_contract,
+)
+from .hosts import HostRegistry, HostState
+from .redaction import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from requests import PreparedRequest, Response
+
+__all__ = ["CALL_START", "ResilientAdapter"]
+
+logger = logging.getLogger("requests_connection_manager")
+
+#: Monotonic start of the current call, set by the managed session so that redirect hops
+#: share one ``total_timeout`` deadline. Unset: each ``send`` starts its own.
+CALL_START: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
+    "rcm_call_start", default=None
+)
+
+# Statuses whose Retry-After pauses the host for every caller.
+_PAUSE_STATUSES = frozenset({429, 503})
+# Body read size, and the granularity at which the deadline is checked while reading.
+_CHUNK = 64 * 1024
+# Errors on which retrying cannot help.
+_PERMANENT_DNS = frozenset(
+    code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+)
+
+TimeoutParam = Union[None, float, "tuple[Optional[float], Optional[float]]", TimeoutSauce]
+
+
+@dataclass
+class _Attempt:
+    """The outcome of one attempt: a response, or an error (never both)."""
+
+    response: Optional[Response] = None
+    error: Optional[rex.RequestException] = None
+
+
+class _DeadlineBeforeAttempt(rex.Timeout):
+    """The call's deadline passed before an attempt could start (nothing was sent)."""
+
+
+class _DeadlineWhileReading(rex.ReadTimeout):
+    """The call's deadline passed while the body was arriving."""
+
+
+class _GiveUp(Exception):
+    """Internal: stop retrying and leave with the current outcome."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _resolve_timeout(
+    timeout: TimeoutParam, policy: Policy
+) -> tuple[Optional[float], Optional[float]]:
+    """Turn what requests passes to ``send`` into ``(connect, read)``; None means the policy."""
+    if timeout is None:
+        return policy.connect_timeout, policy.read_timeout
+    if isinstance(timeout, TimeoutSauce):
+        connect = timeout.connect_timeout
+        read = timeout.read_timeout
+        return (
+            connect if isinstance(connect, (int, float)) else None,
+            read if isinstance(read, (int, float)) else None,
+        )
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return connect, read
+    return timeout, timeout
+
+
+def _low_level(error: rex.RequestException) -> Exception:
+    """Return the urllib3 error behind a requests error, for the Retry policy to classify."""
+    arg = error.args[0] if error.args else None
+    if isinstance(arg, uex.MaxRetryError) and arg.reason is not None:
+        arg = arg.reason
+    if isinstance(arg, uex.HTTPError):
+        return arg
+    # No urllib3 error inside: classify by the requests class, assuming the worst
+    # (bytes may have reached the server) unless the class says the connection failed.
+    if isinstance(error, rex.ConnectTimeout):
+        return uex.ConnectTimeoutError(str(error))
+    if isinstance(error, rex.ReadTimeout):
+        return uex.ReadTimeoutError(None, "", str(error))  # type: ignore[arg-type]
+    if isinstance(error, rex.SSLError):
+        return uex.SSLError(str(error))
+    return uex.ProtocolError(str(error), error)
+
+
+def _as_requests_error(exc: Exception, request: PreparedRequest) -> rex.RequestException:
+    """Return ``exc`` as the requests exception requests would have raised; re-raise others."""
+    if isinstance(exc, rex.RequestException):
+        return exc
+    requests_class = requests_class_for(exc)
+    if requests_class is None:
+        raise exc  # a programming error (TypeError, ...) is not a transport failure
+    return requests_class(exc, request=request)
+
+
+def _is_wire_failure(error: rex.RequestException) -> bool:
+    """Tell whether ``error`` says something about the host (the breaker counts it)."""
+    if isinstance(error, _DeadlineBeforeAttempt):
+        return False
+    return isinstance(
+        error, (rex.ConnectionError, rex.Timeout, rex.ChunkedEncodingError, rex.ContentDecodingError)
+    )
+
+
+def _retry_cannot_help(low: BaseException) -> bool:
+    """Tell whether retrying ``low`` is pointless: TLS verification, unknown host name."""
+    seen = 0
+    current: Optional[BaseException] = low
+    while current is not None and seen < 8:
+        if isinstance(current, (ssl.SSLCertVerificationError, ssl.CertificateError)):
+            return True
+        if isinstance(current, socket.gaierror) and current.errno in _PERMANENT_DNS:
+            return True
+        reason = getattr(current, "reason", None)
+        current = (
+            reason if isinstance(reason, BaseException) else current.__cause__ or current.__context__
+        )
+        seen += 1
+    return False
+
+
+def _socket_of(response: Response) -> Optional[socket.socket]:
+    connection = getattr(response.raw, "connection", None) or getattr(
+        response.raw, "_connection", None
+    )
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class ResilientAdapter(HTTPAdapter):
+    """A ``requests`` transport adapter that runs every request through the pipeline.
+
+    Mount it on any ``requests.Session``; :class:`ConnectionManager` mounts it for
+    ``http://`` and ``https://`` on the session it owns.
+
+    Args:
+        policy_for: Returns the policy for a prepared request (endpoint configs decide).
+        hosts: The per-host state table.
+        clock: The clock all waits and deadlines use.
+        closed: Set when the owner closes; waits end early and new sends are refused.
+        pool_connections: Number of host pools to cache (``HTTPAdapter``).
+        pool_maxsize: Connections kept per host pool (``HTTPAdapter``).
+        pool_block: Block when a pool has no free connection (``HTTPAdapter``).
+        rng: The random source for backoff jitter.
+    """
+
+    def __init__(
+        self,
+        policy_for: Callable[[PreparedRequest], Policy],
+        hosts: HostRegistry,
+        clock: Clock,
+        closed: threading.Event,
+        *,
+        pool_connections: int = 10,
+        pool_maxsize: int = 10,
+        pool_block: bool = False,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self._policy_for = policy_for
+        self._hosts = hosts
+        self._clock = clock
+        self._closed = closed
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        # One attempt per inner send: retries are decided here, not inside urllib3.
+        super().__init__(
+            pool_connections=pool_connections,
+            pool_maxsize=pool_maxsize,
+            max_retries=Retry(0, read=False, redirect=False, raise_on_status=False),
+            pool_block=pool_block,
+        )
+
+    # ----------------------------------------------------------------------- the pipeline
+    def send(  # type: ignore[override]
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: TimeoutParam = None,
+        verify: Union[bool, str] = True,
+        cert: Any = None,
+        proxies: Optional[Mapping[str, str]] = None,
+    ) -> Response:
+        """Send ``request`` through the pipeline (see the module docstring).
+
+        Args:
+            request: The prepared request.
+            stream: Leave the body unread (requests' meaning).
+            timeout: None for the policy's timeouts, a number, a ``(connect, read)`` pair
+                or a urllib3 ``Timeout``.
+            verify: TLS verification, as in requests.
+            cert: Client certificate, as in requests.
+            proxies: Proxies, as in requests.
+
+        Returns:
+            The response.
+
+        Raises:
+            ConnectionManagerError: Every failure, flavoured with the requests class.
+        """
+        if self._closed.is_set():
+            raise ConnectionManagerError("ConnectionManager is closed; create a new one")
+        policy = self._policy_for(request)
+        host = self._hosts.acquire(host_key(request.url or ""), policy)
+        try:
+            host.stats.add("requests")
+            return self._run(request, policy, host, stream, timeout, verify, cert, proxies)
+        finally:
+            self._hosts.release(host)
+
+    def _run(
+        self,
+        request: PreparedRequest,
+        policy: Policy,
+        host: HostState,
+        stream: bool,
+        timeout: TimeoutParam,
+        verify: Union[bool, str],
+        cert: Any,
+        proxies: Optional[Mapping[str, str]],
+    ) -> Response:
+        clock = self._clock
+        start = CALL_START.get()
+        if start is None:
+            start = clock.monotonic()
+        deadline = None if policy.total_timeout is None else start + policy.total_timeout
+        connect, read = _resolve_timeout(timeout, policy)
+        method = (request.method or "GET").upper()
+        retry = policy.retry
+        attempts = 0
+        last: Optional[_Attempt] = None
+
+        while True:
+            self._wait_for_pause(host, policy, deadline)
+            if host.breaker is not None:
+                host.breaker.check()
+            self._take_permit(host, policy, deadline)
+            probe = False
+            if host.breaker is not None:
+                try:
+                    probe = host.breaker.admit()
+                except ConnectionManagerError:
+                    host.stats.add("rejected_open")
+                    raise
+            attempts += 1
+            host.stats.add("attempts")
+            if attempts > 1:
+                host.stats.add("retries")
+            outcome = self._attempt(request, stream, connect, read, deadline, verify, cert, proxies)
+            last = outcome
+            tripped = self._record(host, probe, outcome)
+
+            try:
+                retry, wait = self._next(retry, method, request, outcome, policy, host, deadline)
+                if tripped:
+                    raise _GiveUp("the circuit breaker opened")
+            except _GiveUp as stop:
+                return self._leave(request, policy, outcome, attempts, stop.reason)
+            if wait is None:  # success, or a response the policy does not retry
+                assert outcome.response is not None
+                return outcome.response
+            if outcome.response is not None:
+                outcome.response.close()
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "retrying %s %s (attempt %d failed: %s); waiting %.3f s",
+                    method,
+                    redact_url(request.url or ""),
+                    attempts,
+                    self._describe(last),
+                    wait,
+                )
+            self._sleep(wait)
+
+    # ------------------------------------------------------------------------- the steps
+    def _sleep(self, seconds: float) -> None:
+        self._clock.sleep(seconds, self._closed)
+        if self._closed.is_set():
+            raise ConnectionManagerError("ConnectionManager was closed while a call was waiting")
+
+    def _remaining(self, deadline: Optional[float]) -> float:
+        return float("inf") if deadline is None else deadline - self._clock.monotonic()
+
+    def _wait_for_pause(self, host: HostState, policy: Policy, deadline: Optional[float]) -> None:
+        pause = host.paused_for(self._clock.monotonic())
+        if pause <= 0:
+            return
+        if pause > policy.retry_after_max or pause > self._remaining(deadline):
+            host.stats.add("throttled")
+            raise RateLimitExceeded(
+                f"{host.key} asked callers to wait {pause:.3f} s (Retry-After), longer than "
+                f"{'retry_after_max' if pause > policy.retry_after_max else 'the deadline'} allows",
+                retry_after=pause,
+                host=host.key,
+            )
+        host.stats.add("throttled")
+        host.stats.add("throttle_wait_seconds", pause)
+        self._sleep(pause)
+
+    def _take_permit(self, host: HostState, policy: Policy, deadline: Optional[float]) -> None:
+        limiter = host.limiter
+        if limiter is None or policy.rate_limit is None:
+            return
+        wait = limiter.try_acquire()
+        if wait == 0.0:
+            return
+        host.stats.add("throttled")
+        max_wait = policy.rate_limit.max_wait
+        budget = min(float("inf") if max_wait is None else max_wait, self._remaining(deadline))
+        waited = 0.0
+        while wait > 0.0:
+            if waited + wait > budget:
+                raise RateLimitExceeded(
+                    f"rate limit of {policy.rate_limit.requests} per {policy.rate_limit.period:g} s "
+                    f"for {host.key} reached; next permit in {wait:.3f} s",
+                    retry_after=wait,
+                    host=host.key,
+                )
+            self._sleep(wait)
+            waited += wait
+            host.stats.add("throttle_wait_seconds", wait)
+            wait = limiter.try_acquire()
+
+    def _attempt(
+        self,
+        request: PreparedRequest,
+        stream: bool,
+        connect: Optional[float],
+        read: Optional[float],
+        deadline: Optional[float],
+        verify: Union[bool, str],
+        cert: Any,
+        proxies: Optional[Mapping[str, str]],
+    ) -> _Attempt:
+        remaining = self._remaining(deadline)
+        if remaining <= 0:
+            return _Attempt(error=_DeadlineBeforeAttempt("total_timeout expired before the attempt"))
+        if deadline is not None:
+            connect = remaining if connect is None else min(connect, remaining)
+            read = remaining if read is None else min(read, remaining)
+        try:
+            response = super().send(
+                request,
+                stream=True,
+                timeout=TimeoutSauce(connect=connect, read=read),
+                verify=verify,
+                cert=cert,
+                proxies=proxies,
+            )
+        except Exception as exc:  # noqa: BLE001 - sorted by _as_requests_error
+            return _Attempt(error=_as_requests_error(exc, request))
+        if stream:
+            return _Attempt(response=response)
+        try:
+            self._read_body(response, read, deadline)
+        except Exception as exc:  # noqa: BLE001 - sorted by _as_requests_error
+            response.close()
+            return _Attempt(error=_as_requests_error(exc, request))
+        return _Attempt(response=response)
+
+    def _read_body(
+        self, response: Response, read: Optional[float], deadline: Optional[float]
+    ) -> None:
+        """Read the whole body inside the attempt, bounded by the deadline; refuse a short one."""
+        chunks = []
+        iterator = response.iter_content(_CHUNK)
+        while True:
+            if deadline is not None:
+                remaining = self._remaining(deadline)
+                if remaining <= 0:
+                    raise _DeadlineWhileReading(
+                        "total_timeout expired while reading the response body",
+                        response=response,
+                    )
+                # Bound the next read by the deadline. The socket is looked up each time:
+                # once the body is complete urllib3 returns the connection to the pool, and
+                # it is no longer ours to touch (urllib3 resets its timeout on reuse).
+                sock = _socket_of(response)
+                if sock is not None:
+                    sock.settimeout(remaining if read is None else min(read, remaining))
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                break
+            chunks.append(chunk)
+        missing = getattr(response.raw, "length_remaining", None)
+        if missing:
+            raise rex.ChunkedEncodingError(
+                uex.IncompleteRead(sum(map(len, chunks)), missing), response=response
+            )
+        # What Response.content does when it reads the body itself.
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]
+
+    def _record(self, host: HostState, probe: bool, outcome: _Attempt) -> bool:
+        """Tell the breaker and the counters how the attempt went; True if it tripped."""
+        failed = (outcome.error is not None and _is_wire_failure(outcome.error)) or (
+            outcome.response is not None and outcome.response.status_code >= 500
+        )
+        if failed:
+            host.stats.add("failures")
+        breaker = host.breaker
+        if breaker is None:
+            return False
+        if failed:
+            return breaker.record_failure(probe)
+        if outcome.error is not None:
+            breaker.release(probe)  # a client-side error says nothing about the host
+            return False
+        breaker.record_success(probe)
+        return False
+
+    def _next(
+        self,
+        retry: Retry,
+        method: str,
+        request: PreparedRequest,
+        outcome: _Attempt,
+        policy: Policy,
+        host: HostState,
+        deadline: Optional[float],
+    ) -> tuple[Retry, Optional[float]]:
+        """Decide what follows an attempt.
+
+        Returns:
+            ``(retry, None)`` to return the response as it is, or ``(new_retry, wait)`` to
+            retry after ``wait`` seconds.
+
+        Raises:
+            _GiveUp: No further attempt: the caller leaves with the current outcome.
+        """
+        url = redact_url(request.url or "")
+        response = outcome.response
+        retry_after: Optional[float] = None
+        if response is not None:
+            if (
+                retry.respect_retry_after_header
+                and response.status_code in _PAUSE_STATUSES
+                and "Retry-After" in response.headers
+            ):
+                retry_after = self._retry_after(retry, response)
+                if retry_after is not None:
+                    host.pause_until(self._clock.monotonic() + retry_after)
+            has_retry_after = retry_after is not None
+            if not retry.is_retry(method, response.status_code, has_retry_after):
+                return retry, None
+            if retry_after is not None and (
+                retry_after > policy.retry_after_max or retry_after > self._remaining(deadline)
+            ):
+                response.close()
+                host.stats.add("throttled")
+                raise RateLimitExceeded(
+                    f"{method} {url}: the server asked to wait {retry_after:.3f} s "
+                    f"(Retry-After), longer than "
+                    f"{'retry_after_max' if retry_after > policy.retry_after_max else 'the deadline'}"
+                    " allows",
+                    retry_after=retry_after,
+                    host=host.key,
+                    response=response,
+                )
+            try:
+                new_retry = retry.increment(method, url, response=response.raw)
+            except uex.MaxRetryError:
+                raise _GiveUp("retries exhausted") from None
+        else:
+            error = outcome.error
+            assert error is not None
+            if isinstance(error, (_DeadlineBeforeAttempt, _DeadlineWhileReading)):
+                raise _GiveUp("total_timeout expired")
+            if not _is_wire_failure(error):
+                raise _GiveUp("not retryable")
+            low = _low_level(error)
+            if _retry_cannot_help(low):
+                raise _GiveUp("retrying cannot help")
+            try:
+                new_retry = retry.increment(method, url, error=low)
+            except uex.MaxRetryError:
+                raise _GiveUp("retries exhausted") from None
+            except Exception:
+                # urllib3 re-raises errors it will not retry: a read error on a method
+                # that is not idempotent, whose bytes may have reached the server.
+                raise _GiveUp("not safe to replay") from None
+
+        if retry_after is not None:
+            wait = 0.0  # the host pause set above makes the next attempt wait
+        else:
+            wait = self._backoff(new_retry)
+        if self._remaining(deadline) <= max(wait, retry_after or 0.0):
+            raise _GiveUp("the deadline leaves no time for another attempt")
+        return new_retry, wait
+
+    def _retry_after(self, retry: Retry, response: Response) -> Optional[float]:
+        try:
+            value = retry.get_retry_after(response.raw)
+        except uex.InvalidHeader:
+            return None  # garbage or negative: ignored
+        return None if value is None else max(0.0, float(value))
+
+    def _backoff(self, retry: Retry) -> float:
+        """Full jitter: uniform in ``[0, min(backoff_max, factor * 2 ** (retries - 1))]``."""
+        retries = max(1, len(retry.history))
+        ceiling = min(
+            float(getattr(retry, "backoff_max", Retry.DEFAULT_BACKOFF_MAX)),
+            retry.backoff_factor * (2 ** (retries - 1)),
+        )
+        return self._rng.uniform(0.0, ceiling) if ceiling > 0 else 0.0
+
+    def _leave(
+        self,
+        request: PreparedRequest,
+        policy: Policy,
+        outcome: _Attempt,
+        attempts: int,
+        reason: str,
+    ) -> Response:
+        """Finish a call that will not be retried: return the response or raise the error."""
+        response = outcome.response
+        if response is not None:
+            if attempts == 1 or not policy.retry.raise_on_status:
+                return response
+            raise MaxRetriesExceeded(
+                f"{request.method} {redact_url(request.url or '')}: {reason} after "
+                f"{attempts} attempts; last status {response.status_code}",
+                attempts=attempts,
+                last_response=response,
+                request=request,
+            ) from None
+        error = outcome.error
+        assert error is not None
+        self._raise(request, error, attempts, reason)
+
+    def _raise(
+        self, request: PreparedRequest, error: BaseException, attempts: int, reason: str
+    ) -> NoReturn:
+        if attempts > 1 and reason != "not retryable":
+            translated = to_contract(
+                error,
+                request=request,
+                base=MaxRetriesExceeded,
+                attempts=attempts,
+            )
+            if translated is not None:
+                translated.args = (f"{reason} after {attempts} attempts: {translated.args[0]}",)
+        else:
+            translated = to_contract(error, request=request)
+        if translated is None:
+            raise error
+        raise translated from error
+
+    @staticmethod
+    def _describe(attempt: Optional[_Attempt]) -> str:
+        if attempt is None:
+            return "-"
+        if attempt.response is not None:
+            return f"status {attempt.response.status_code}"
+        return type(attempt.error).__name__

@@ -1,0 +1,218 @@
+"""The per-host circuit breaker: pybreaker's state and storage, driven without its lock on I/O.
+
+``pybreaker.CircuitBreaker.call()`` holds the breaker's lock while the guarded function
+runs, so every thread using one breaker waits in line (pybreaker issue #3). This module
+never hands a request to pybreaker. It keeps pybreaker's ``CircuitBreaker`` and storage as
+the state (closed / open / half-open, failure counter, opening time, listeners) and drives
+it with pybreaker's own transitions (``open()``, ``half_open()``, ``close()``) in three
+short critical sections around the request: :meth:`HostBreaker.admit` before it,
+:meth:`HostBreaker.record_success` or :meth:`HostBreaker.record_failure` after it.
+No lock is held while the request is on the wire.
+
+What this adds to pybreaker:
+
+- at most ``half_open_max_calls`` probes in flight while half-open (pybreaker's
+  ``calling()`` admits every concurrent caller);
+- the call whose failure opens the breaker gets its real error, not ``CircuitBreakerError``;
+- an injectable clock for the opening time, so the state machine can be tested instantly.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+import pybreaker
+
+from .clock import Clock
+from .config import BreakerSettings
+from .exceptions import CircuitBreakerOpen
+
+__all__ = ["HostBreaker"]
+
+# How long a caller turned away because every half-open probe slot is taken is told to wait.
+_PROBE_BUSY_RETRY_AFTER = 1.0
+
+
+class _TransitionListener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def __init__(self, on_change: Callable[[str, str], None]) -> None:
+        self._on_change = on_change
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: Optional[pybreaker.CircuitBreakerState],
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        self._on_change(old_state.name if old_state is not None else "", new_state.name)
+
+
+class HostBreaker:
+    """One host's breaker.
+
+    Args:
+        host: The host key, used as the breaker's name and in errors.
+        settings: Threshold, recovery timeout and half-open probe limit.
+        clock: The clock; its wall time stamps openings.
+        on_transition: Called with ``(old_state, new_state)`` on every state change.
+        storage: A pybreaker storage; a fresh ``CircuitMemoryStorage`` by default.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        settings: BreakerSettings,
+        clock: Clock,
+        on_transition: Optional[Callable[[str, str], None]] = None,
+        storage: Optional[pybreaker.CircuitBreakerStorage] = None,
+    ) -> None:
+        self.host = host
+        self._clock = clock
+        self._settings = settings
+        self._storage = storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+        listeners = [_TransitionListener(on_transition)] if on_transition else []
+        self._cb = pybreaker.CircuitBreaker(
+            fail_max=settings.failure_threshold,
+            reset_timeout=settings.recovery_timeout,
+            state_storage=self._storage,
+            listeners=listeners,
+            name=host,
+        )
+        self._lock = threading.Lock()
+        self._probes = 0
+
+    @property
+    def state(self) -> str:
+        """The state name: ``"closed"``, ``"open"`` or ``"half-open"``."""
+        return str(self._storage.state)
+
+    @property
+    def failure_count(self) -> int:
+        """Consecutive failures counted while closed."""
+        return int(self._storage.counter)
+
+    @property
+    def probes_in_flight(self) -> int:
+        """Half-open probes admitted and not yet finished."""
+        return self._probes
+
+    def _open_remaining(self) -> float:
+        opened_at = self._storage.opened_at
+        if opened_at is None:
+            return 0.0
+        elapsed = self._clock.time() - opened_at.timestamp()
+        return max(0.0, self._settings.recovery_timeout - elapsed)
+
+    def _trip(self) -> None:
+        self._cb.open()
+        # Stamp the opening with our clock (pybreaker stamps the wall clock itself).
+        self._storage.opened_at = datetime.fromtimestamp(self._clock.time(), timezone.utc)
+
+    def _refuse(self, retry_after: float) -> CircuitBreakerOpen:
+        return CircuitBreakerOpen(
+            f"circuit breaker for {self.host} is open; retry after {retry_after:.3f} s",
+            retry_after=retry_after,
+            host=self.host,
+        )
+
+    def check(self) -> None:
+        """Refuse early when the breaker is open and its recovery timeout has not elapsed.
+
+        A read-only test the pipeline makes before it waits for a rate-limit permit.
+
+        Raises:
+            CircuitBreakerOpen: The breaker is open.
+        """
+        if self._storage.state == pybreaker.STATE_OPEN:
+            remaining = self._open_remaining()
+            if remaining > 0:
+                raise self._refuse(remaining)
+
+    def admit(self) -> bool:
+        """Admit one attempt, or refuse it.
+
+        Returns:
+            True when the attempt is a half-open probe, False for a normal attempt. Either
+            way the caller must report the outcome with :meth:`record_success`,
+            :meth:`record_failure` or :meth:`release`.
+
+        Raises:
+            CircuitBreakerOpen: The breaker is open, or every half-open probe slot is taken.
+        """
+        with self._lock:
+            state = self._storage.state
+            if state == pybreaker.STATE_OPEN:
+                remaining = self._open_remaining()
+                if remaining > 0:
+                    raise self._refuse(remaining)
+                self._cb.half_open()
+                self._probes = 0
+                state = pybreaker.STATE_HALF_OPEN
+            if state == pybreaker.STATE_HALF_OPEN:
+                if self._probes >= self._settings.half_open_max_calls:
+                    raise self._refuse(
+                        min(_PROBE_BUSY_RETRY_AFTER, self._settings.recovery_timeout)
+                    )
+                self._probes += 1
+                return True
+            return False
+
+    def record_success(self, probe: bool) -> None:
+        """Report a successful attempt: a probe's success closes the breaker.
+
+        Args:
+            probe: What :meth:`admit` returned for this attempt.
+        """
+        with self._lock:
+            if probe:
+                self._probes -= 1
+            state = self._storage.state
+            if state == pybreaker.STATE_HALF_OPEN and probe:
+                self._cb.close()
+            elif state == pybreaker.STATE_CLOSED and self._storage.counter:
+                self._storage.reset_counter()
+
+    def record_failure(self, probe: bool) -> bool:
+        """Report a failed attempt.
+
+        Args:
+            probe: What :meth:`admit` returned for this attempt.
+
+        Returns:
+            True when this failure opened the breaker.
+        """
+        with self._lock:
+            if probe:
+                self._probes -= 1
+            state = self._storage.state
+            if state == pybreaker.STATE_HALF_OPEN:
+                if probe:
+                    self._trip()
+                    return True
+                return False
+            if state == pybreaker.STATE_OPEN:
+                return False  # a late result of an attempt admitted before the breaker opened
+            self._storage.increment_counter()
+            if self._storage.counter >= self._settings.failure_threshold:
+                self._trip()
+                return True
+            return False
+
+    def release(self, probe: bool) -> None:
+        """Give back an admission whose attempt ended with no verdict on the host.
+
+        Args:
+            probe: What :meth:`admit` returned for this attempt.
+        """
+        if probe:
+            with self._lock:
+                self._probes -= 1
+
+    def is_idle(self) -> bool:
+        """Tell whether forgetting this breaker loses nothing (closed, no failures counted)."""
+        return (
+            self._storage.state == pybreaker.STATE_CLOSED
+            and not self._storage.counter
+            and not self._probes
+        )

@@ -1,0 +1,253 @@
+"""Configuration: validation of every keyword, and the frozen policy the pipeline reads.
+
+All user input is checked and normalised here, once, at construction. The rest of the
+library sees a :class:`Policy` and never re-validates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+from urllib.parse import urlsplit
+
+from urllib3.util.retry import Retry
+
+__all__ = [
+    "DEFAULT_STATUS_FORCELIST",
+    "STRATEGIES",
+    "BreakerSettings",
+    "Policy",
+    "RateLimitSettings",
+    "build_policy",
+    "host_key",
+]
+
+#: Statuses retried by default (for methods the retry policy allows).
+DEFAULT_STATUS_FORCELIST = frozenset({429, 500, 502, 503, 504})
+
+#: The rate-limit strategies: ``ratelimit``'s fixed window, ``limits``' moving window.
+STRATEGIES = ("fixed-window", "sliding-window")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+TimeoutArg = Union[None, float, int, "tuple[Optional[float], Optional[float]]"]
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """A client-side rate limit: ``requests`` starts per ``period`` seconds, per host."""
+
+    requests: int
+    period: float
+    max_wait: Optional[float]
+    strategy: str
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """Circuit breaker thresholds for one host."""
+
+    failure_threshold: int
+    recovery_timeout: float
+    half_open_max_calls: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the pipeline needs to run one call. Immutable and shared by threads.
+
+    Attributes:
+        retry: The urllib3 ``Retry`` used as a pure policy object (never mutated).
+        connect_timeout: Seconds to wait for a connection, or None for no limit.
+        read_timeout: Seconds to wait between bytes from the server, or None.
+        total_timeout: Deadline for a whole call (attempts, waits, body), or None.
+        retry_after_max: Longest ``Retry-After`` the pipeline will wait for, in seconds.
+        rate_limit: The per-host rate limit, or None when rate limiting is off.
+        breaker: The per-host breaker settings, or None when the breaker is off.
+    """
+
+    retry: Retry
+    connect_timeout: Optional[float]
+    read_timeout: Optional[float]
+    total_timeout: Optional[float]
+    retry_after_max: float
+    rate_limit: Optional[RateLimitSettings]
+    breaker: Optional[BreakerSettings]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` if it is an int >= ``minimum``.
+
+    Raises:
+        TypeError: ``value`` is not an int (bools are refused).
+        ValueError: ``value`` is below ``minimum``.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_number(
+    name: str, value: Any, *, positive: bool = False, allow_none: bool = False
+) -> Optional[float]:
+    """Return ``value`` as a float if it is a finite number in range.
+
+    Args:
+        name: The parameter name, for the error message.
+        value: The value to check.
+        positive: Require ``> 0`` instead of ``>= 0``.
+        allow_none: Let None through.
+
+    Raises:
+        TypeError: ``value`` is not a number.
+        ValueError: ``value`` is negative, zero when ``positive``, NaN or infinite.
+    """
+    wanted = "a number > 0" if positive else "a number >= 0"
+    if allow_none:
+        wanted += " or None"
+    if value is None and allow_none:
+        return None
+    if not _is_number(value):
+        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return number
+
+
+def _check_timeout(name: str, value: Any) -> tuple[Optional[float], Optional[float]]:
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be a number, None or a (connect, read) pair")
+        return (
+            check_number(f"{name}[0]", value[0], positive=True, allow_none=True),
+            check_number(f"{name}[1]", value[1], positive=True, allow_none=True),
+        )
+    number = check_number(name, value, positive=True, allow_none=True)
+    return number, number
+
+
+def build_policy(
+    *,
+    max_retries: Any = 3,
+    backoff_factor: Any = 0.3,
+    retry: Any = None,
+    rate_limit_requests: Any = None,
+    rate_limit_period: Any = 60,
+    rate_limit_max_wait: Any = None,
+    rate_limit_strategy: Any = "fixed-window",
+    circuit_breaker_failure_threshold: Any = 5,
+    circuit_breaker_recovery_timeout: Any = 60,
+    circuit_breaker_half_open_max_calls: Any = 1,
+    timeout: Any = 30,
+    connect_timeout: Any = None,
+    read_timeout: Any = None,
+    total_timeout: Any = None,
+    retry_after_max: Any = 120,
+) -> Policy:
+    """Validate the policy keywords of :class:`ConnectionManager` and build a :class:`Policy`.
+
+    Returns:
+        The immutable policy.
+
+    Raises:
+        TypeError: A keyword has the wrong type; the message names it.
+        ValueError: A keyword is out of range; the message names it and the range.
+    """
+    if retry is None:
+        retries = check_int("max_retries", max_retries, 0)
+        factor = check_number("backoff_factor", backoff_factor)
+        retry = Retry(
+            total=retries,
+            backoff_factor=factor,
+            status_forcelist=DEFAULT_STATUS_FORCELIST,
+            allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,
+            respect_retry_after_header=True,
+            raise_on_status=True,
+            raise_on_redirect=False,
+        )
+    elif not isinstance(retry, Retry):
+        raise TypeError(f"retry must be a urllib3.util.Retry or None, got {type(retry).__name__}")
+    else:
+        # Still validate the two keywords it overrides, so typos are not silently ignored.
+        check_int("max_retries", max_retries, 0)
+        check_number("backoff_factor", backoff_factor)
+
+    connect, read = _check_timeout("timeout", timeout)
+    if connect_timeout is not None:
+        connect = check_number("connect_timeout", connect_timeout, positive=True)
+    if read_timeout is not None:
+        read = check_number("read_timeout", read_timeout, positive=True)
+    total = check_number("total_timeout", total_timeout, positive=True, allow_none=True)
+    ra_max = check_number("retry_after_max", retry_after_max)
+    assert ra_max is not None
+
+    if rate_limit_strategy not in STRATEGIES:
+        raise ValueError(
+            f"rate_limit_strategy must be one of {', '.join(map(repr, STRATEGIES))}, "
+            f"got {rate_limit_strategy!r}"
+        )
+    period = check_number("rate_limit_period", rate_limit_period, positive=True)
+    assert period is not None
+    max_wait = check_number("rate_limit_max_wait", rate_limit_max_wait, allow_none=True)
+    limit: Optional[RateLimitSettings] = None
+    if rate_limit_requests is not None:
+        calls = check_int("rate_limit_requests", rate_limit_requests, 1)
+        if rate_limit_strategy == "sliding-window" and not float(period).is_integer():
+            raise ValueError(
+                "rate_limit_period must be a whole number of seconds with "
+                f"rate_limit_strategy='sliding-window', got {rate_limit_period!r}"
+            )
+        limit = RateLimitSettings(calls, period, max_wait, rate_limit_strategy)
+
+    breaker: Optional[BreakerSettings] = None
+    recovery = check_number(
+        "circuit_breaker_recovery_timeout", circuit_breaker_recovery_timeout, positive=True
+    )
+    assert recovery is not None
+    probes = check_int("circuit_breaker_half_open_max_calls", circuit_breaker_half_open_max_calls, 1)
+    if circuit_breaker_failure_threshold is not None:
+        threshold = check_int(
+            "circuit_breaker_failure_threshold", circuit_breaker_failure_threshold, 1
+        )
+        breaker = BreakerSettings(threshold, recovery, probes)
+
+    return Policy(
+        retry=retry,
+        connect_timeout=connect,
+        read_timeout=read,
+        total_timeout=total,
+        retry_after_max=ra_max,
+        rate_limit=limit,
+        breaker=breaker,
+    )
+
+
+def host_key(url: str) -> str:
+    """Return the host key of ``url``: ``scheme://host:port``, lower-cased, port filled in.
+
+    Args:
+        url: An absolute URL.
+
+    Returns:
+        The key under which limiter, breaker, pause and stats are kept.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = _DEFAULT_PORTS.get(scheme, 0)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"

@@ -1,0 +1,202 @@
+"""Per-host state: limiter, breaker, pause and counters, found in O(1) and bounded in number.
+
+A :class:`HostState` is created once per host key, race-free, and kept in a
+least-recently-used table. When the table is over its bound, idle hosts are dropped from
+the cold end; a host with a request in flight, a pause pending, or a breaker that is not
+closed-and-clean is never dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Optional
+
+from .breaker import HostBreaker
+from .clock import Clock
+from .config import Policy
+from .limiter import Limiter, LimiterFactory
+
+__all__ = ["HostRegistry", "HostState", "HostStats"]
+
+#: Hosts kept before idle ones are dropped.
+DEFAULT_MAX_HOSTS = 1024
+
+# How many entries from the cold end one insertion looks at for something to drop.
+_EVICTION_SCAN = 8
+
+_COUNTERS = (
+    "requests",
+    "attempts",
+    "retries",
+    "failures",
+    "rejected_open",
+    "throttled",
+    "breaker_opened",
+)
+
+
+class HostStats:
+    """Exact counters for one host; every update takes a short lock."""
+
+    __slots__ = ("_lock", "_values")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
+        self._values["throttle_wait_seconds"] = 0.0
+
+    def add(self, name: str, amount: float = 1) -> None:
+        """Add ``amount`` to the counter ``name``."""
+        with self._lock:
+            self._values[name] += amount
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a consistent copy of the counters."""
+        with self._lock:
+            values = dict(self._values)
+        out: dict[str, Any] = {name: int(values[name]) for name in _COUNTERS}
+        out["throttle_wait_seconds"] = round(values["throttle_wait_seconds"], 6)
+        return out
+
+
+class HostState:
+    """Everything kept per host key.
+
+    Attributes:
+        key: ``scheme://host:port``.
+        limiter: The host's rate limiter, or None.
+        breaker: The host's breaker, or None.
+        stats: The host's counters.
+    """
+
+    __slots__ = ("_lock", "_paused_until", "breaker", "in_flight", "key", "limiter", "stats")
+
+    def __init__(
+        self, key: str, limiter: Optional[Limiter], breaker: Optional[HostBreaker]
+    ) -> None:
+        self.key = key
+        self.limiter = limiter
+        self.breaker = breaker
+        self.stats = HostStats()
+        self.in_flight = 0
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def pause_until(self, until: float) -> None:
+        """Pause the host for every caller until the monotonic time ``until`` (extend only)."""
+        with self._lock:
+            if until > self._paused_until:
+                self._paused_until = until
+
+    def paused_for(self, now: float) -> float:
+        """Return the seconds the host remains paused at monotonic time ``now``."""
+        return max(0.0, self._paused_until - now)
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """Return this host's block of ``get_stats()``."""
+        out = self.stats.snapshot()
+        out["breaker_state"] = self.breaker.state if self.breaker is not None else "disabled"
+        out["paused_for"] = round(self.paused_for(now), 3)
+        return out
+
+    def is_idle(self, now: float) -> bool:
+        """Tell whether dropping this host loses nothing that affects behaviour."""
+        return (
+            self.in_flight == 0
+            and self.paused_for(now) == 0.0
+            and (self.breaker is None or self.breaker.is_idle())
+        )
+
+
+class HostRegistry:
+    """The table of host states.
+
+    Args:
+        clock: The manager's clock.
+        on_transition: Called as ``(host_key, old_state, new_state)`` on breaker changes.
+        max_hosts: How many hosts to keep before idle ones are dropped.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        on_transition: Optional[Callable[[str, str, str], None]] = None,
+        max_hosts: int = DEFAULT_MAX_HOSTS,
+    ) -> None:
+        self._clock = clock
+        self._limiters = LimiterFactory(clock.monotonic)
+        self._on_transition = on_transition
+        self._max_hosts = max_hosts
+        self._hosts: OrderedDict[str, HostState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _create(self, key: str, policy: Policy) -> HostState:
+        limiter = (
+            self._limiters.build(policy.rate_limit, key) if policy.rate_limit is not None else None
+        )
+        state = HostState(key, limiter, None)
+        if policy.breaker is not None:
+            state.breaker = HostBreaker(
+                key, policy.breaker, self._clock, on_transition=self._transition_callback(state)
+            )
+        return state
+
+    def _transition_callback(self, state: HostState) -> Callable[[str, str], None]:
+        def changed(old: str, new: str) -> None:
+            if new == "open":
+                state.stats.add("breaker_opened")
+            if self._on_transition is not None:
+                self._on_transition(state.key, old, new)
+
+        return changed
+
+    def acquire(self, key: str, policy: Policy) -> HostState:
+        """Return the state of ``key``, creating it once; mark a request in flight.
+
+        Args:
+            key: The host key.
+            policy: The policy to build the limiter and breaker from, on creation.
+
+        Returns:
+            The host state. Call :meth:`release` when the request is done.
+        """
+        with self._lock:
+            state = self._hosts.get(key)
+            if state is None:
+                state = self._create(key, policy)
+                self._hosts[key] = state
+                if len(self._hosts) > self._max_hosts:
+                    self._evict()
+            else:
+                self._hosts.move_to_end(key)
+            state.in_flight += 1
+        return state
+
+    def release(self, state: HostState) -> None:
+        """Mark a request on ``state`` as finished."""
+        with self._lock:
+            state.in_flight -= 1
+
+    def _evict(self) -> None:
+        now = self._clock.monotonic()
+        for _, (key, state) in zip(range(_EVICTION_SCAN), list(self._hosts.items())):
+            if state.is_idle(now):
+                del self._hosts[key]
+                if len(self._hosts) <= self._max_hosts:
+                    return
+
+    def get(self, key: str) -> Optional[HostState]:
+        """Return the state of ``key`` if it is tracked, without touching its recency."""
+        with self._lock:
+            return self._hosts.get(key)
+
+    def states(self) -> list[HostState]:
+        """Return the tracked host states, least recently used first."""
+        with self._lock:
+            return list(self._hosts.values())
+
+    def clear(self) -> None:
+        """Forget every host."""
+        with self._lock:
+            self._hosts.clear()
