@@ -40,9 +40,11 @@ from urllib3.util.retry import Retry
 from .clock import Clock
 from .config import Policy, host_key
 from .exceptions import (
+    CircuitBreakerOpen,
     ConnectionManagerError,
     MaxRetriesExceeded,
     RateLimitExceeded,
+    flavoured,
     requests_class_for,
     to_contract,
 )
@@ -285,16 +287,15 @@ class ResilientAdapter(HTTPAdapter):
 
         while True:
             self._wait_for_pause(host, policy, deadline)
-            if host.breaker is not None:
-                host.breaker.check()
-            self._take_permit(host, policy, deadline)
-            probe = False
-            if host.breaker is not None:
-                try:
-                    probe = host.breaker.admit()
-                except ConnectionManagerError:
-                    host.stats.add("rejected_open")
-                    raise
+            breaker = host.breaker
+            try:
+                if breaker is not None:
+                    breaker.check()  # no point waiting for a permit to be refused
+                self._take_permit(host, policy, deadline)
+                probe = breaker.admit() if breaker is not None else False
+            except CircuitBreakerOpen:
+                host.stats.add("rejected_open")
+                raise
             attempts += 1
             host.stats.add("attempts")
             if attempts > 1:
@@ -497,6 +498,10 @@ class ResilientAdapter(HTTPAdapter):
             has_retry_after = retry_after is not None
             if not retry.is_retry(method, response.status_code, has_retry_after):
                 return retry, None
+            try:
+                new_retry = retry.increment(method, url, response=response.raw)
+            except uex.MaxRetryError:
+                raise _GiveUp("retries exhausted") from None
             if retry_after is not None and (
                 retry_after > policy.retry_after_max or retry_after > self._remaining(deadline)
             ):
@@ -511,10 +516,6 @@ class ResilientAdapter(HTTPAdapter):
                     host=host.key,
                     response=response,
                 )
-            try:
-                new_retry = retry.increment(method, url, response=response.raw)
-            except uex.MaxRetryError:
-                raise _GiveUp("retries exhausted") from None
         else:
             error = outcome.error
             assert error is not None
@@ -571,13 +572,19 @@ class ResilientAdapter(HTTPAdapter):
         if response is not None:
             if attempts == 1 or not policy.retry.raise_on_status:
                 return response
-            raise MaxRetriesExceeded(
-                f"{request.method} {redact_url(request.url or '')}: {reason} after "
-                f"{attempts} attempts; last status {response.status_code}",
+            url = redact_url(request.url or "")
+            cause = uex.MaxRetryError(
+                None,  # type: ignore[arg-type]
+                url,
+                uex.ResponseError(f"too many {response.status_code} error responses"),
+            )
+            raise flavoured(MaxRetriesExceeded, rex.RetryError)(
+                f"{request.method} {url}: {reason} after {attempts} attempts; "
+                f"last status {response.status_code}",
                 attempts=attempts,
                 last_response=response,
                 request=request,
-            ) from None
+            ) from cause
         error = outcome.error
         assert error is not None
         self._raise(request, error, attempts, reason)

@@ -210,7 +210,7 @@ def _table() -> dict[type[BaseException], type[rex.RequestException]]:
             table[obj] = obj
     # urllib3's classes map to what requests' adapter turns them into.
     put(rex.ConnectionError, "HTTPError", "PoolError", "EmptyPoolError", "ClosedPoolError")
-    put(rex.ConnectionError, "FullPoolError", "HostChangedError", "RequestError")
+    put(rex.ConnectionError, "FullPoolError", "HostChangedError", "RequestError", "MaxRetryError")
     put(rex.ConnectionError, "ProtocolError", "ConnectionError", "NewConnectionError")
     put(rex.ConnectionError, "NameResolutionError", "HeaderParsingError")
     put(rex.ConnectionError, "BodyNotHttplibCompatible")

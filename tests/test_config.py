@@ -1,0 +1,100 @@
+"""Validation of every constructor keyword: accepted, or refused naming the parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from urllib3.util.retry import Retry
+
+from requests_connection_manager import ConnectionManager
+
+pytestmark = pytest.mark.timeout(10)
+
+BAD: list[tuple[str, Any, type[Exception]]] = [
+    ("pool_connections", 0, ValueError),
+    ("pool_connections", "10", TypeError),
+    ("pool_maxsize", -1, ValueError),
+    ("pool_maxsize", 2.5, TypeError),
+    ("pool_block", "yes", TypeError),
+    ("max_retries", -1, ValueError),
+    ("max_retries", True, TypeError),
+    ("backoff_factor", -0.1, ValueError),
+    ("backoff_factor", "fast", TypeError),
+    ("backoff_factor", float("nan"), ValueError),
+    ("retry", 3, TypeError),
+    ("rate_limit_requests", 0, ValueError),
+    ("rate_limit_requests", 1.5, TypeError),
+    ("rate_limit_period", 0, ValueError),
+    ("rate_limit_period", float("inf"), ValueError),
+    ("rate_limit_max_wait", -1, ValueError),
+    ("rate_limit_strategy", "token-bucket", ValueError),
+    ("circuit_breaker_failure_threshold", 0, ValueError),
+    ("circuit_breaker_failure_threshold", "5", TypeError),
+    ("circuit_breaker_recovery_timeout", 0, ValueError),
+    ("circuit_breaker_half_open_max_calls", 0, ValueError),
+    ("timeout", 0, ValueError),
+    ("timeout", -3, ValueError),
+    ("timeout", (1, 2, 3), ValueError),
+    ("timeout", "30", TypeError),
+    ("connect_timeout", 0, ValueError),
+    ("read_timeout", "1", TypeError),
+    ("total_timeout", -1, ValueError),
+    ("retry_after_max", -5, ValueError),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "error"), BAD)
+def test_bad_value_is_refused_naming_the_parameter(
+    name: str, value: Any, error: type[Exception]
+) -> None:
+    """Each bad value raises ValueError/TypeError whose message names the keyword."""
+    with pytest.raises(error, match=name):
+        ConnectionManager(**{name: value})
+
+
+def test_sliding_window_needs_whole_seconds() -> None:
+    """The moving window works in whole seconds; a fractional period is refused."""
+    with pytest.raises(ValueError, match="rate_limit_period"):
+        ConnectionManager(
+            rate_limit_requests=5, rate_limit_period=0.5, rate_limit_strategy="sliding-window"
+        )
+
+
+GOOD: list[dict[str, Any]] = [
+    {},
+    {"max_retries": 0, "backoff_factor": 0},
+    {"retry": Retry(total=2, status_forcelist=[502])},
+    {"rate_limit_requests": 10, "rate_limit_period": 0.5, "rate_limit_max_wait": 0},
+    {"rate_limit_requests": 10, "rate_limit_period": 1, "rate_limit_strategy": "sliding-window"},
+    {"circuit_breaker_failure_threshold": None},
+    {"timeout": None},
+    {"timeout": (1.5, 10)},
+    {"timeout": 5, "connect_timeout": 1, "read_timeout": 2, "total_timeout": 3},
+    {"pool_block": True, "pool_connections": 1, "pool_maxsize": 1},
+]
+
+
+@pytest.mark.parametrize("kwargs", GOOD)
+def test_good_values_are_accepted(kwargs: dict[str, Any]) -> None:
+    """Valid configurations construct and close without error."""
+    ConnectionManager(**kwargs).close()
+
+
+def test_positional_order_matches_1_0_0() -> None:
+    """The first nine parameters may be passed by position, in 1.0.0's order."""
+    cm = ConnectionManager(2, 3, 1, 0.5, 7, 30, 4, 9.0, 12)
+    stats = cm.get_stats()
+    assert stats["rate_limit_requests"] == 7
+    assert stats["rate_limit_period"] == 30
+    assert stats["timeout"] == 12
+    assert stats["connect_timeout"] == 12.0
+    cm.close()
+
+
+def test_connect_and_read_timeouts_override_timeout() -> None:
+    """connect_timeout/read_timeout override the matching part of timeout."""
+    cm = ConnectionManager(timeout=30, connect_timeout=2, read_timeout=7)
+    stats = cm.get_stats()
+    assert (stats["connect_timeout"], stats["read_timeout"]) == (2.0, 7.0)
+    cm.close()
