@@ -150,6 +150,20 @@ def _as_requests_error(exc: Exception, request: PreparedRequest) -> rex.RequestE
     return requests_class(exc, request=request)
 
 
+def _body_error(exc: Exception, response: Response) -> rex.RequestException:
+    """Map an error met while reading a body as ``Response.iter_content`` does."""
+    if isinstance(exc, uex.ProtocolError):
+        return rex.ChunkedEncodingError(exc, response=response)
+    if isinstance(exc, uex.DecodeError):
+        return rex.ContentDecodingError(exc, response=response)
+    if isinstance(exc, uex.ReadTimeoutError):
+        return rex.ConnectionError(exc, response=response)
+    if isinstance(exc, uex.SSLError):
+        return rex.SSLError(exc, response=response)
+    assert response.request is not None
+    return _as_requests_error(exc, response.request)
+
+
 def _is_wire_failure(error: rex.RequestException) -> bool:
     """Tell whether ``error`` says something about the host (the breaker counts it)."""
     if isinstance(error, _DeadlineBeforeAttempt):
@@ -415,36 +429,48 @@ class ResilientAdapter(HTTPAdapter):
     def _read_body(
         self, response: Response, read: Optional[float], deadline: Optional[float]
     ) -> None:
-        """Read the whole body inside the attempt, bounded by the deadline; refuse a short one."""
-        chunks = []
-        iterator = response.iter_content(_CHUNK)
-        while True:
-            if deadline is not None:
-                remaining = self._remaining(deadline)
-                if remaining <= 0:
-                    raise _DeadlineWhileReading(
-                        "total_timeout expired while reading the response body",
-                        response=response,
-                    )
-                # Bound the next read by the deadline. The socket is looked up each time:
-                # once the body is complete urllib3 returns the connection to the pool, and
-                # it is no longer ours to touch (urllib3 resets its timeout on reuse).
-                sock = _socket_of(response)
-                if sock is not None:
-                    sock.settimeout(remaining if read is None else min(read, remaining))
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                break
-            chunks.append(chunk)
+        """Read the whole body inside the attempt; refuse a short one.
+
+        Without a deadline this is ``response.content``, exactly as requests reads it.
+        With one, the body is read with ``read1`` (one socket read at a time, each bounded
+        by what is left of the deadline), so a server that drips bytes cannot hold the call.
+        """
+        if deadline is None:
+            body = response.content
+        else:
+            body = self._read_until(response, read, deadline)
         missing = getattr(response.raw, "length_remaining", None)
         if missing:
             raise rex.ChunkedEncodingError(
-                uex.IncompleteRead(sum(map(len, chunks)), missing), response=response
+                uex.IncompleteRead(len(body), missing), response=response
             )
+
+    def _read_until(self, response: Response, read: Optional[float], deadline: float) -> bytes:
+        raw = response.raw
+        chunks: list[bytes] = []
+        while True:
+            remaining = self._remaining(deadline)
+            if remaining <= 0:
+                raise _DeadlineWhileReading(
+                    "total_timeout expired while reading the response body", response=response
+                )
+            # The socket is looked up each time: once the body is complete urllib3 returns
+            # the connection to the pool and it is no longer ours (it resets the timeout).
+            sock = _socket_of(response)
+            if sock is not None:
+                sock.settimeout(remaining if read is None else min(read, remaining))
+            try:
+                chunk = raw.read1(_CHUNK, decode_content=True)
+            except Exception as exc:  # noqa: BLE001 - sorted by _body_error
+                raise _body_error(exc, response) from exc
+            if not chunk:
+                break
+            chunks.append(chunk)
+        body = b"".join(chunks)
         # What Response.content does when it reads the body itself.
-        response._content = b"".join(chunks)
+        response._content = body
         response._content_consumed = True  # type: ignore[attr-defined]
+        return body
 
     def _record(self, host: HostState, probe: bool, outcome: _Attempt) -> bool:
         """Tell the breaker and the counters how the attempt went; True if it tripped."""
