@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults import FaultServer
 from tests.fakes import FakeClock
+from tests.faults import FaultServer
 from tests.servers import AppServer
 
 

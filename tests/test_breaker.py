@@ -12,7 +12,9 @@ from tests.fakes import FakeClock
 pytestmark = pytest.mark.timeout(10)
 
 
-def make(threshold: int = 3, recovery: float = 10.0, probes: int = 1) -> tuple[HostBreaker, FakeClock, list[tuple[str, str]]]:
+def make(
+    threshold: int = 3, recovery: float = 10.0, probes: int = 1
+) -> tuple[HostBreaker, FakeClock, list[tuple[str, str]]]:
     clock = FakeClock()
     seen: list[tuple[str, str]] = []
     breaker = HostBreaker(

@@ -21,9 +21,7 @@ pytestmark = pytest.mark.timeout(30)
 def test_opens_on_5xx_and_rejects_without_traffic(app: AppServer, clock: FakeClock) -> None:
     """After the threshold of 5xx attempts the next call is refused with no request sent."""
     app.fail_then_ok("/x", failures=100, status=500)
-    with ConnectionManager(
-        max_retries=0, circuit_breaker_failure_threshold=3, clock=clock
-    ) as cm:
+    with ConnectionManager(max_retries=0, circuit_breaker_failure_threshold=3, clock=clock) as cm:
         for _ in range(3):
             assert cm.get(app.url("/x")).status_code == 500
         with pytest.raises(CircuitBreakerOpen) as info:
@@ -58,9 +56,7 @@ def test_tripping_call_raises_its_real_error(clock: FakeClock) -> None:
 def test_opens_on_faults(faults: FaultServer, clock: FakeClock) -> None:
     """Connection faults count as failures too."""
     faults.default = f.reset_after_request()
-    with ConnectionManager(
-        max_retries=0, circuit_breaker_failure_threshold=2, clock=clock
-    ) as cm:
+    with ConnectionManager(max_retries=0, circuit_breaker_failure_threshold=2, clock=clock) as cm:
         for _ in range(2):
             with pytest.raises(requests.ConnectionError):
                 cm.get(faults.url("/x"))
@@ -152,9 +148,7 @@ def test_4xx_and_429_do_not_count_as_failures(app: AppServer, clock: FakeClock) 
     """Client errors are answers; only >= 500 and transport faults feed the breaker."""
     app.ok("/nf", status=404)
     app.ok("/busy", status=429)
-    with ConnectionManager(
-        max_retries=0, circuit_breaker_failure_threshold=1, clock=clock
-    ) as cm:
+    with ConnectionManager(max_retries=0, circuit_breaker_failure_threshold=1, clock=clock) as cm:
         for _ in range(5):
             cm.get(app.url("/nf"))
             cm.get(app.url("/busy"))

@@ -20,16 +20,20 @@ pytestmark = pytest.mark.timeout(60)
     [
         {},
         {"rate_limit_requests": 1000, "rate_limit_period": 60},
-        {"rate_limit_requests": 1000, "rate_limit_period": 60, "rate_limit_strategy": "sliding-window"},
+        {
+            "rate_limit_requests": 1000,
+            "rate_limit_period": 60,
+            "rate_limit_strategy": "sliding-window",
+        },
     ],
     ids=["defaults", "fixed-window", "sliding-window"],
 )
 def test_eight_calls_are_on_the_wire_at_once(app: AppServer, config: dict[str, object]) -> None:
-    """A barrier endpoint answers only when 8 requests are inside together: no lock serialises them."""
+    """A barrier endpoint answers only with 8 requests inside at once: no lock serialises."""
     app.barrier("/together", parties=8, timeout=10)
-    with ConnectionManager(pool_maxsize=8, **config) as cm:  # type: ignore[arg-type]
-        with ThreadPoolExecutor(8) as pool:
-            bodies = list(pool.map(lambda _: cm.get(app.url("/together")).text, range(8)))
+    cm = ConnectionManager(pool_maxsize=8, **config)  # type: ignore[arg-type]
+    with cm, ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(lambda _: cm.get(app.url("/together")).text, range(8)))
     assert bodies == ["together"] * 8
     assert app.max_concurrent("/together") == 8
 

@@ -107,7 +107,9 @@ CASES: list[tuple[Case, type[BaseException], tuple[type[BaseException], ...]]] =
 ]
 
 
-@pytest.mark.parametrize(("case", "requests_class", "extra"), CASES, ids=lambda c: getattr(c, "__name__", ""))
+@pytest.mark.parametrize(
+    ("case", "requests_class", "extra"), CASES, ids=lambda c: getattr(c, "__name__", "")
+)
 def test_failure_kind_maps_into_the_contract(
     faults: FaultServer,
     case: Case,
@@ -115,9 +117,12 @@ def test_failure_kind_maps_into_the_contract(
     extra: tuple[type[BaseException], ...],
 ) -> None:
     """The error is a ConnectionManagerError, the requests class, and chains its cause."""
-    with ConnectionManager(
-        max_retries=2, backoff_factor=0, circuit_breaker_failure_threshold=3
-    ) as cm, pytest.raises(requests.RequestException) as info:
+    with (
+        ConnectionManager(
+            max_retries=2, backoff_factor=0, circuit_breaker_failure_threshold=3
+        ) as cm,
+        pytest.raises(requests.RequestException) as info,
+    ):
         case(faults, cm)
     error = info.value
     assert isinstance(error, ConnectionManagerError)

@@ -167,9 +167,7 @@ def test_user_retry_policy_is_used(app: AppServer, clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
-def test_retry_after_is_honoured_in_both_forms(
-    app: AppServer, clock: FakeClock, form: str
-) -> None:
+def test_retry_after_is_honoured_in_both_forms(app: AppServer, clock: FakeClock, form: str) -> None:
     """A 429/503 Retry-After (seconds or HTTP-date) is waited out, then the call retries."""
     # urllib3 reads an HTTP-date against the real wall clock.
     value = "7" if form == "seconds" else formatdate(time.time() + 7, usegmt=True)
@@ -218,7 +216,9 @@ def test_retry_after_pauses_the_host_for_every_caller(app: AppServer, clock: Fak
         assert cm.get(app.url("/limited")).status_code == 429
         assert clock.sleeps == []
         result: list[int] = []
-        worker = threading.Thread(target=lambda: result.append(cm.get(app.url("/other")).status_code))
+        worker = threading.Thread(
+            target=lambda: result.append(cm.get(app.url("/other")).status_code)
+        )
         worker.start()
         worker.join(10)
         stats = cm.get_stats()["hosts"]

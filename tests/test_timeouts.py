@@ -6,7 +6,11 @@ import pytest
 import requests
 import requests.exceptions as rex
 
-from requests_connection_manager import ConnectionManager, ConnectionManagerError, MaxRetriesExceeded
+from requests_connection_manager import (
+    ConnectionManager,
+    ConnectionManagerError,
+    MaxRetriesExceeded,
+)
 from tests import faults as f
 from tests.fakes import FakeClock
 from tests.faults import FaultServer
@@ -18,9 +22,10 @@ pytestmark = pytest.mark.timeout(30)
 def test_read_timeout_is_requests_read_timeout(faults: FaultServer) -> None:
     """A server that never answers gives a ReadTimeout that is also a contract error."""
     faults.default = f.hang(5)
-    with ConnectionManager(read_timeout=0.2, max_retries=0) as cm, pytest.raises(
-        requests.ReadTimeout
-    ) as info:
+    with (
+        ConnectionManager(read_timeout=0.2, max_retries=0) as cm,
+        pytest.raises(requests.ReadTimeout) as info,
+    ):
         cm.get(faults.url("/x"))
     assert isinstance(info.value, ConnectionManagerError)
     assert info.value.__cause__ is not None
@@ -44,9 +49,10 @@ def test_read_timeouts_are_retried_for_get(faults: FaultServer) -> None:
 def test_exhausted_read_timeouts_are_max_retries_and_read_timeout(faults: FaultServer) -> None:
     """After retries, the error is both MaxRetriesExceeded and ReadTimeout."""
     faults.default = f.hang(5)
-    with ConnectionManager(read_timeout=0.1, max_retries=1, backoff_factor=0) as cm, pytest.raises(
-        MaxRetriesExceeded
-    ) as info:
+    with (
+        ConnectionManager(read_timeout=0.1, max_retries=1, backoff_factor=0) as cm,
+        pytest.raises(MaxRetriesExceeded) as info,
+    ):
         cm.get(faults.url("/x"))
     assert isinstance(info.value, rex.ReadTimeout)
     assert info.value.attempts == 2
@@ -55,9 +61,10 @@ def test_exhausted_read_timeouts_are_max_retries_and_read_timeout(faults: FaultS
 def test_total_timeout_bounds_a_dripping_body(faults: FaultServer) -> None:
     """A body that drips forever cannot keep the call past total_timeout."""
     faults.default = f.drip(b"x" * 10_000, interval=0.05)
-    with ConnectionManager(total_timeout=0.5, max_retries=0) as cm, pytest.raises(
-        requests.Timeout
-    ) as info:
+    with (
+        ConnectionManager(total_timeout=0.5, max_retries=0) as cm,
+        pytest.raises(requests.Timeout) as info,
+    ):
         cm.get(faults.url("/x"))
     assert isinstance(info.value, ConnectionManagerError)
     assert "total_timeout" in str(info.value)
@@ -76,13 +83,16 @@ def test_streamed_body_is_left_to_the_caller(faults: FaultServer) -> None:
 def test_total_timeout_stops_retrying(app: AppServer, clock: FakeClock) -> None:
     """Backoff never sleeps past the deadline; the call gives up with the last outcome."""
     app.fail_then_ok("/x", failures=100, status=503)
-    with ConnectionManager(
-        max_retries=50,
-        backoff_factor=1,
-        total_timeout=5,
-        circuit_breaker_failure_threshold=None,
-        clock=clock,
-    ) as cm, pytest.raises(MaxRetriesExceeded) as info:
+    with (
+        ConnectionManager(
+            max_retries=50,
+            backoff_factor=1,
+            total_timeout=5,
+            circuit_breaker_failure_threshold=None,
+            clock=clock,
+        ) as cm,
+        pytest.raises(MaxRetriesExceeded) as info,
+    ):
         cm.get(app.url("/x"))
     assert sum(clock.sleeps) < 5
     assert info.value.attempts < 51
@@ -92,8 +102,9 @@ def test_total_timeout_stops_retrying(app: AppServer, clock: FakeClock) -> None:
 def test_explicit_none_timeout_means_no_timeout(faults: FaultServer) -> None:
     """timeout=None on a call disables connect/read timeouts; total_timeout still bounds it."""
     faults.default = f.hang(5)
-    with ConnectionManager(timeout=0.05, total_timeout=0.6, max_retries=0) as cm, pytest.raises(
-        requests.Timeout
-    ) as info:
+    with (
+        ConnectionManager(timeout=0.05, total_timeout=0.6, max_retries=0) as cm,
+        pytest.raises(requests.Timeout) as info,
+    ):
         cm.get(faults.url("/x"), timeout=None)
     assert isinstance(info.value, requests.ReadTimeout)

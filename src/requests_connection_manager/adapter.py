@@ -72,7 +72,8 @@ _PAUSE_STATUSES = frozenset({429, 503})
 _CHUNK = 64 * 1024
 # Errors on which retrying cannot help.
 _PERMANENT_DNS = frozenset(
-    code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    code
+    for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
     if code is not None
 )
 
@@ -169,7 +170,8 @@ def _is_wire_failure(error: rex.RequestException) -> bool:
     if isinstance(error, _DeadlineBeforeAttempt):
         return False
     return isinstance(
-        error, (rex.ConnectionError, rex.Timeout, rex.ChunkedEncodingError, rex.ContentDecodingError)
+        error,
+        (rex.ConnectionError, rex.Timeout, rex.ChunkedEncodingError, rex.ContentDecodingError),
     )
 
 
@@ -184,7 +186,9 @@ def _retry_cannot_help(low: BaseException) -> bool:
             return True
         reason = getattr(current, "reason", None)
         current = (
-            reason if isinstance(reason, BaseException) else current.__cause__ or current.__context__
+            reason
+            if isinstance(reason, BaseException)
+            else current.__cause__ or current.__context__
         )
         seen += 1
     return False
@@ -231,7 +235,7 @@ class ResilientAdapter(HTTPAdapter):
         self._hosts = hosts
         self._clock = clock
         self._closed = closed
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._rng = rng or random.Random()
         # One attempt per inner send: retries are decided here, not inside urllib3.
         super().__init__(
             pool_connections=pool_connections,
@@ -241,7 +245,7 @@ class ResilientAdapter(HTTPAdapter):
         )
 
     # ----------------------------------------------------------------------- the pipeline
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: PreparedRequest,
         stream: bool = False,
@@ -378,9 +382,10 @@ class ResilientAdapter(HTTPAdapter):
         waited = 0.0
         while wait > 0.0:
             if waited + wait > budget:
+                limit = policy.rate_limit
                 raise RateLimitExceeded(
-                    f"rate limit of {policy.rate_limit.requests} per {policy.rate_limit.period:g} s "
-                    f"for {host.key} reached; next permit in {wait:.3f} s",
+                    f"rate limit of {limit.requests} per {limit.period:g} s for {host.key} "
+                    f"reached; next permit in {wait:.3f} s",
                     retry_after=wait,
                     host=host.key,
                 )
@@ -402,7 +407,9 @@ class ResilientAdapter(HTTPAdapter):
     ) -> _Attempt:
         remaining = self._remaining(deadline)
         if remaining <= 0:
-            return _Attempt(error=_DeadlineBeforeAttempt("total_timeout expired before the attempt"))
+            return _Attempt(
+                error=_DeadlineBeforeAttempt("total_timeout expired before the attempt")
+            )
         if deadline is not None:
             connect = remaining if connect is None else min(connect, remaining)
             read = remaining if read is None else min(read, remaining)
@@ -410,7 +417,7 @@ class ResilientAdapter(HTTPAdapter):
             response = super().send(
                 request,
                 stream=True,
-                timeout=TimeoutSauce(connect=connect, read=read),
+                timeout=(connect, read),  # type: ignore[arg-type]  # None parts are valid
                 verify=verify,
                 cert=cert,
                 proxies=proxies,
@@ -461,7 +468,7 @@ class ResilientAdapter(HTTPAdapter):
                 sock.settimeout(remaining if read is None else min(read, remaining))
             try:
                 chunk = raw.read1(_CHUNK, decode_content=True)
-            except Exception as exc:  # noqa: BLE001 - sorted by _body_error
+            except Exception as exc:
                 raise _body_error(exc, response) from exc
             if not chunk:
                 break
@@ -533,11 +540,12 @@ class ResilientAdapter(HTTPAdapter):
             ):
                 response.close()
                 host.stats.add("throttled")
+                bound = (
+                    "retry_after_max" if retry_after > policy.retry_after_max else "the deadline"
+                )
                 raise RateLimitExceeded(
                     f"{method} {url}: the server asked to wait {retry_after:.3f} s "
-                    f"(Retry-After), longer than "
-                    f"{'retry_after_max' if retry_after > policy.retry_after_max else 'the deadline'}"
-                    " allows",
+                    f"(Retry-After), longer than {bound} allows",
                     retry_after=retry_after,
                     host=host.key,
                     response=response,
@@ -556,7 +564,7 @@ class ResilientAdapter(HTTPAdapter):
                 new_retry = retry.increment(method, url, error=low)
             except uex.MaxRetryError:
                 raise _GiveUp("retries exhausted") from None
-            except Exception:
+            except Exception:  # noqa: BLE001 - what urllib3 re-raises means "do not retry"
                 # urllib3 re-raises errors it will not retry: a read error on a method
                 # that is not idempotent, whose bytes may have reached the server.
                 raise _GiveUp("not safe to replay") from None
@@ -613,7 +621,7 @@ class ResilientAdapter(HTTPAdapter):
             ) from cause
         error = outcome.error
         assert error is not None
-        self._raise(request, error, attempts, reason)
+        return self._raise(request, error, attempts, reason)
 
     def _raise(
         self, request: PreparedRequest, error: BaseException, attempts: int, reason: str

@@ -35,7 +35,7 @@ __all__ = ["HostBreaker"]
 _PROBE_BUSY_RETRY_AFTER = 1.0
 
 
-class _TransitionListener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+class _TransitionListener(pybreaker.CircuitBreakerListener):
     def __init__(self, on_change: Callable[[str, str], None]) -> None:
         self._on_change = on_change
 

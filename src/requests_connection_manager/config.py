@@ -164,6 +164,7 @@ def build_policy(
     if retry is None:
         retries = check_int("max_retries", max_retries, 0)
         factor = check_number("backoff_factor", backoff_factor)
+        assert factor is not None
         retry = Retry(
             total=retries,
             backoff_factor=factor,
@@ -212,7 +213,9 @@ def build_policy(
         "circuit_breaker_recovery_timeout", circuit_breaker_recovery_timeout, positive=True
     )
     assert recovery is not None
-    probes = check_int("circuit_breaker_half_open_max_calls", circuit_breaker_half_open_max_calls, 1)
+    probes = check_int(
+        "circuit_breaker_half_open_max_calls", circuit_breaker_half_open_max_calls, 1
+    )
     if circuit_breaker_failure_threshold is not None:
         threshold = check_int(
             "circuit_breaker_failure_threshold", circuit_breaker_failure_threshold, 1

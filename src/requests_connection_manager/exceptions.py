@@ -24,10 +24,11 @@ are the ``requests`` names (``ReadTimeout``, ``ConnectionError``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ssl
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import requests.exceptions as rex
 import urllib3.exceptions as uex
@@ -140,13 +141,13 @@ class MaxRetriesExceeded(ConnectionManagerError):
         self.last_response = last_response
 
 
+_E = TypeVar("_E", bound="ConnectionManagerError")
+
 _combined: dict[tuple[type[ConnectionManagerError], type[rex.RequestException]], type[Any]] = {}
 _combined_lock = threading.Lock()
 
 
-def flavoured(
-    base: type[ConnectionManagerError], requests_class: type[rex.RequestException]
-) -> type[ConnectionManagerError]:
+def flavoured(base: type[_E], requests_class: type[rex.RequestException]) -> type[_E]:
     """Return the class that is both ``base`` and ``requests_class``.
 
     Args:
@@ -176,7 +177,7 @@ def flavoured(
                     },
                 )
                 _combined[key] = cls
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def _rebuild(
@@ -279,10 +280,8 @@ def _scrub(exc: BaseException, depth: int = 0) -> None:
         elif isinstance(arg, BaseException):
             _scrub(arg, depth + 1)
         new_args.append(arg)
-    try:
+    with contextlib.suppress(AttributeError, TypeError):  # exotic exception types
         exc.args = tuple(new_args)
-    except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
-        pass
     url = getattr(exc, "url", None)
     if isinstance(url, str):
         exc.url = redact_text(url)  # type: ignore[attr-defined]

@@ -55,7 +55,7 @@ class ManagedSession(requests.Session):
         """Calls made through this session (redirect hops are part of their call)."""
         return self._rcm_calls
 
-    def request(  # type: ignore[override]
+    def request(
         self, method: Union[str, bytes], url: Union[str, bytes], *args: Any, **kwargs: Any
     ) -> Response:
         """Run ``requests.Session.request``, mapping any failure into the contract."""
@@ -152,7 +152,7 @@ class ConnectionManager:
         rate_limit_period: float = 60,
         circuit_breaker_failure_threshold: Optional[int] = 5,
         circuit_breaker_recovery_timeout: float = 60,
-        timeout: Union[None, float, tuple[Optional[float], Optional[float]]] = 30,
+        timeout: Union[float, tuple[Optional[float], Optional[float]], None] = 30,
         *,
         pool_block: bool = False,
         retry: Optional[Retry] = None,
