@@ -9,7 +9,7 @@ import requests
 import requests.exceptions as rex
 from werkzeug.wrappers import Request, Response
 
-from requests_connection_manager import CircuitBreakerOpen, ConnectionManager
+from requests_connection_manager import CircuitBreakerOpen, ConnectionManager, MaxRetriesExceeded
 from tests import faults as f
 from tests.fakes import FakeClock
 from tests.faults import FaultServer
@@ -63,6 +63,19 @@ def test_opens_on_faults(faults: FaultServer, clock: FakeClock) -> None:
         with pytest.raises(CircuitBreakerOpen):
             cm.get(faults.url("/x"))
     assert faults.connections == 2
+
+
+def test_tripping_status_cuts_retries_and_raises(app: AppServer, clock: FakeClock) -> None:
+    """A 503 that opens the breaker on a call's first attempt raises MaxRetriesExceeded."""
+    app.fail_then_ok("/x", failures=100, status=503)
+    with ConnectionManager(circuit_breaker_failure_threshold=1, clock=clock) as cm:
+        with pytest.raises(MaxRetriesExceeded) as info:
+            cm.get(app.url("/x"))
+        assert info.value.attempts == 1
+        assert info.value.last_response is not None
+        assert info.value.last_response.status_code == 503
+        assert isinstance(info.value, rex.RetryError)
+    assert app.hits("/x") == 1
 
 
 def test_breakers_are_per_host(clock: FakeClock) -> None:

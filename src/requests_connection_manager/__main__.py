@@ -12,7 +12,14 @@ import sys
 from typing import Optional
 
 from . import __version__
-from .demo import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WORKERS, MIN_REQUESTS, run_demo
+from .demo import (
+    DEFAULT_REQUESTS,
+    DEFAULT_SEED,
+    DEFAULT_WORKERS,
+    MIN_REQUESTS,
+    RATE_LIMIT,
+    run_demo,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -77,7 +84,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=_request_count,
         default=DEFAULT_REQUESTS,
         metavar="N",
-        help=f"calls to make in total, at least {MIN_REQUESTS} (default {DEFAULT_REQUESTS})",
+        help=f"calls to make in total, at least {MIN_REQUESTS} (default {DEFAULT_REQUESTS}); "
+        f"the client limit of {RATE_LIMIT} calls/s per host makes runs of more than about "
+        f"{RATE_LIMIT * 4 * 4} calls last longer",
     )
     demo.add_argument(
         "--seed",

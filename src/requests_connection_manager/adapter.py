@@ -604,7 +604,11 @@ class ResilientAdapter(HTTPAdapter):
         """Finish a call that will not be retried: return the response or raise the error."""
         response = outcome.response
         if response is not None:
-            if attempts == 1 or not policy.retry.raise_on_status:
+            # A policy with nothing left to give returns the status as plain requests would;
+            # retries cut short (breaker opened, deadline) or used up raise.
+            if not policy.retry.raise_on_status or (
+                attempts == 1 and reason == "retries exhausted"
+            ):
                 return response
             url = redact_url(request.url or "")
             cause = uex.MaxRetryError(

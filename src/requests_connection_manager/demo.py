@@ -523,9 +523,10 @@ def _check_stats(
     servers: Sequence[DemoServer],
     plan: Sequence[DemoServer],
     stats: dict[str, Any],
-    total: int,
+    tally: _Tally,
 ) -> list[str]:
-    """Cross-check the manager's counters with what the servers saw."""
+    """Cross-check the manager's counters with what the servers and the callers saw."""
+    total = tally.total
     problems: list[str] = []
     hosts: dict[str, Any] = stats["hosts"]
     if stats["requests_made"] != total:
@@ -549,6 +550,12 @@ def _check_stats(
         for name, got, expected, what in checks:
             if got != expected:
                 problems.append(f"{server.label}: stats '{name}' is {got} but {what}: {expected}")
+        refused = tally.per_host.get(server.name, Counter())[BREAKER_OPEN]
+        if s["rejected_open"] != refused:
+            problems.append(
+                f"{server.label}: stats 'rejected_open' is {s['rejected_open']} but "
+                f"{refused} calls raised CircuitBreakerOpen"
+            )
         if not 0 <= s["retries"] <= s["attempts"]:
             problems.append(f"{server.label}: retries {s['retries']} > attempts {s['attempts']}")
     return problems
@@ -676,7 +683,7 @@ def run_demo(
         problems.append(f"only {tally.done} of {requests} calls finished")
     for outcome in (OTHER, UNEXPECTED):
         if tally.counts[outcome]:
-            problems.append(f"{tally.counts[outcome]} call(s) ended with an {outcome}")
+            problems.append(f"{tally.counts[outcome]} call(s) ended with outcome {outcome!r}")
     outage_stats = hosts.get(by_name["outage"].key, {})
     if outage_stats.get("breaker_opened", 0) < 1:
         problems.append("the outage host's circuit breaker never opened")
@@ -687,7 +694,7 @@ def run_demo(
         )
     for server in servers:
         problems.extend(f"{server.label} server error:\n{text}" for text in server.errors)
-    problems.extend(_check_stats(servers, plan, stats, requests))
+    problems.extend(_check_stats(servers, plan, stats, tally))
 
     if not problems:
         return 0
