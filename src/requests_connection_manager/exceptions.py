@@ -65,7 +65,25 @@ class ConnectionManagerError(rex.RequestException):
         return (_rebuild, (type(self), None, self.args, self.__dict__))
 
 
-class RateLimitExceeded(ConnectionManagerError):
+class _WaitAdvice(ConnectionManagerError):
+    """A refusal that tells the caller how long to wait, and for which host."""
+
+    default_message = "try again later"
+
+    def __init__(
+        self,
+        message: Optional[str] = None,
+        *args: Any,
+        retry_after: Optional[float] = None,
+        host: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message or self.default_message, *args, **kwargs)
+        self.retry_after = retry_after
+        self.host = host
+
+
+class RateLimitExceeded(_WaitAdvice):
     """A call could not be admitted in time.
 
     Raised when the client-side limiter has no permit within ``rate_limit_max_wait`` (or
@@ -77,20 +95,10 @@ class RateLimitExceeded(ConnectionManagerError):
         host: The host key (``scheme://host:port``) the limit applies to, if known.
     """
 
-    def __init__(
-        self,
-        message: str = "rate limit exceeded",
-        *args: Any,
-        retry_after: Optional[float] = None,
-        host: Optional[str] = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, *args, **kwargs)
-        self.retry_after = retry_after
-        self.host = host
+    default_message = "rate limit exceeded"
 
 
-class CircuitBreakerOpen(ConnectionManagerError, rex.ConnectionError):
+class CircuitBreakerOpen(_WaitAdvice, rex.ConnectionError):
     """The host's circuit breaker is open; the call was refused without network traffic.
 
     It is also a ``requests.ConnectionError``: for code written against requests, an open
@@ -101,17 +109,7 @@ class CircuitBreakerOpen(ConnectionManagerError, rex.ConnectionError):
         host: The host key (``scheme://host:port``) whose breaker is open.
     """
 
-    def __init__(
-        self,
-        message: str = "circuit breaker is open",
-        *args: Any,
-        retry_after: Optional[float] = None,
-        host: Optional[str] = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, *args, **kwargs)
-        self.retry_after = retry_after
-        self.host = host
+    default_message = "circuit breaker is open"
 
 
 class MaxRetriesExceeded(ConnectionManagerError):
