@@ -78,6 +78,18 @@ def test_tripping_status_cuts_retries_and_raises(app: AppServer, clock: FakeCloc
     assert app.hits("/x") == 1
 
 
+def test_tripping_status_that_would_not_be_retried_is_returned(
+    app: AppServer, clock: FakeClock
+) -> None:
+    """A POST's 500 that opens the breaker is still just returned: no retry was cut short."""
+    app.ok("/x", status=500)
+    with ConnectionManager(circuit_breaker_failure_threshold=1, clock=clock) as cm:
+        assert cm.post(app.url("/x"), data=b"x").status_code == 500
+        with pytest.raises(CircuitBreakerOpen):
+            cm.post(app.url("/x"), data=b"x")
+    assert app.hits("/x") == 1
+
+
 def test_breakers_are_per_host(clock: FakeClock) -> None:
     """One failing host does not open the breaker of another."""
     with AppServer() as bad, AppServer() as good:

@@ -141,4 +141,10 @@ def test_no_threads_left_after_close(app: AppServer) -> None:
     before = threading.active_count()
     with ConnectionManager(rate_limit_requests=100) as cm, ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: cm.get(app.url("/x")), range(20)))
+    # The server's per-connection threads end when they see the client close its
+    # keep-alive connections, a moment later: wait for that, bounded.
+    for _ in range(500):
+        if threading.active_count() <= before:
+            break
+        threading.Event().wait(0.01)
     assert threading.active_count() == before

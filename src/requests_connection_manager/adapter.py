@@ -324,7 +324,7 @@ class ResilientAdapter(HTTPAdapter):
 
             try:
                 retry, wait = self._next(retry, method, request, outcome, policy, host, deadline)
-                if tripped:
+                if tripped and wait is not None:
                     raise _GiveUp("the circuit breaker opened")
             except _GiveUp as stop:
                 return self._leave(request, policy, outcome, attempts, stop.reason)
