@@ -301,7 +301,6 @@ class ResilientAdapter(HTTPAdapter):
         method = (request.method or "GET").upper()
         retry = policy.retry
         attempts = 0
-        last: Optional[_Attempt] = None
 
         while True:
             self._wait_for_pause(host, policy, deadline)
@@ -319,7 +318,6 @@ class ResilientAdapter(HTTPAdapter):
             if attempts > 1:
                 host.stats.add("retries")
             outcome = self._attempt(request, stream, connect, read, deadline, verify, cert, proxies)
-            last = outcome
             tripped = self._record(host, probe, outcome)
 
             try:
@@ -339,7 +337,7 @@ class ResilientAdapter(HTTPAdapter):
                     method,
                     redact_url(request.url or ""),
                     attempts,
-                    self._describe(last),
+                    self._describe(outcome),
                     wait,
                 )
             self._sleep(wait)
@@ -646,9 +644,7 @@ class ResilientAdapter(HTTPAdapter):
         raise translated from error
 
     @staticmethod
-    def _describe(attempt: Optional[_Attempt]) -> str:
-        if attempt is None:
-            return "-"
+    def _describe(attempt: _Attempt) -> str:
         if attempt.response is not None:
             return f"status {attempt.response.status_code}"
         return type(attempt.error).__name__

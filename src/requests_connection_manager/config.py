@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from urllib3.util.retry import Retry
@@ -30,8 +30,6 @@ DEFAULT_STATUS_FORCELIST = frozenset({429, 500, 502, 503, 504})
 STRATEGIES = ("fixed-window", "sliding-window")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-TimeoutArg = Union[None, float, int, "tuple[Optional[float], Optional[float]]"]
 
 
 @dataclass(frozen=True)

@@ -186,11 +186,6 @@ class HostRegistry:
                 if len(self._hosts) <= self._max_hosts:
                     return
 
-    def get(self, key: str) -> Optional[HostState]:
-        """Return the state of ``key`` if it is tracked, without touching its recency."""
-        with self._lock:
-            return self._hosts.get(key)
-
     def states(self) -> list[HostState]:
         """Return the tracked host states, least recently used first."""
         with self._lock:

@@ -240,8 +240,6 @@ class ConnectionManager:
             ConnectionManagerError: Every failure, also an instance of the matching
                 requests exception.
         """
-        if self._closed.is_set():
-            raise ConnectionManagerError(_CLOSED_MESSAGE)
         if "timeout" in kwargs and kwargs["timeout"] is None:
             kwargs["timeout"] = TimeoutSauce(connect=None, read=None)
         return self._session.request(method, url, **kwargs)

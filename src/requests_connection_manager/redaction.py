@@ -7,14 +7,11 @@ exception message passes through one of these functions first.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "REDACTED",
     "is_sensitive_field",
-    "redact_headers",
     "redact_text",
     "redact_url",
 ]
@@ -121,15 +118,3 @@ def redact_url(url: str) -> str:
                 safe="[]",
             )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``headers`` with the values of sensitive headers redacted.
-
-    Args:
-        headers: A header mapping (``requests`` ``CaseInsensitiveDict`` or a dict).
-
-    Returns:
-        A plain dict, safe to log.
-    """
-    return {k: (REDACTED if is_sensitive_field(k) else v) for k, v in headers.items()}
