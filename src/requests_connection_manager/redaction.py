@@ -49,6 +49,10 @@ _PARTS = (
     "signature",
     "credential",
     "private_key",
+    "privatekey",
+    "passwd",
+    "pwd",
+    "jwt",
     "session",
     "bearer",
 )
