@@ -113,8 +113,13 @@ class AppServer:
 
     host: str = HOST
 
-    def __init__(self) -> None:
-        """Create a stopped server; call :meth:`start` or use ``with``."""
+    def __init__(self, host: str = HOST) -> None:
+        """Create a stopped server; call :meth:`start` or use ``with``.
+
+        Args:
+            host: The loopback address to bind (e.g. ``127.0.0.2`` for a second origin).
+        """
+        self.host = host
         self._lock = threading.Lock()
         self._routes: dict[str, Handler] = {}
         self._log: list[RecordedRequest] = []
@@ -142,7 +147,7 @@ class AppServer:
         if self._server is not None:
             raise RuntimeError("AppServer can only be started once")
         server = make_server(
-            HOST,
+            self.host,
             0,
             self._wsgi_app,
             threaded=True,

@@ -16,6 +16,14 @@ from .exceptions import (
     RateLimitExceeded,
 )
 from .manager import ConnectionManager
+from .plugins import ErrorContext, HookType, PluginManager, RequestContext, ResponseContext
+from .utils import (
+    is_sensitive_field,
+    redact_sensitive_data,
+    safe_log_error,
+    safe_log_request,
+    safe_log_response,
+)
 
 __version__ = "2.0.0.dev0"
 
@@ -24,9 +32,19 @@ __all__ = [
     "Clock",
     "ConnectionManager",
     "ConnectionManagerError",
+    "ErrorContext",
+    "HookType",
     "MaxRetriesExceeded",
+    "PluginManager",
     "RateLimitExceeded",
+    "RequestContext",
     "ResilientAdapter",
+    "ResponseContext",
     "SystemClock",
     "__version__",
+    "is_sensitive_field",
+    "redact_sensitive_data",
+    "safe_log_error",
+    "safe_log_request",
+    "safe_log_response",
 ]

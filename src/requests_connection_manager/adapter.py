@@ -28,7 +28,7 @@ import random
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Union
 
 import requests.exceptions as rex
@@ -56,14 +56,35 @@ if TYPE_CHECKING:
 
     from requests import PreparedRequest, Response
 
-__all__ = ["CALL_START", "ResilientAdapter"]
+__all__ = ["CALL", "CallScope", "ResilientAdapter"]
 
 logger = logging.getLogger("requests_connection_manager")
 
-#: Monotonic start of the current call, set by the managed session so that redirect hops
-#: share one ``total_timeout`` deadline. Unset: each ``send`` starts its own.
-CALL_START: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
-    "rcm_call_start", default=None
+
+@dataclass
+class CallScope:
+    """What the redirect hops of one call share; set by the managed session.
+
+    Attributes:
+        start: Monotonic start of the call: its ``total_timeout`` deadline runs from here.
+        verify_explicit: The caller passed ``verify=`` (an endpoint's must not override it).
+        cert_explicit: The caller passed ``cert=``.
+        origin: The URL of the first hop, once sent.
+        credentials: The credential headers the current hop carries (name to value).
+    """
+
+    start: float
+    verify_explicit: bool = False
+    cert_explicit: bool = False
+    origin: Optional[str] = None
+    credentials: dict[str, str] = field(default_factory=dict)
+
+
+#: The current call. Unset (a bare ``send``): each ``send`` is a call of its own.
+CALL: contextvars.ContextVar[Optional[CallScope]] = contextvars.ContextVar("rcm_call", default=None)
+# The SSL context of the attempt in progress, for the connection pool key.
+_ATTEMPT_SSL_CONTEXT: contextvars.ContextVar[Optional[ssl.SSLContext]] = contextvars.ContextVar(
+    "rcm_attempt_ssl_context", default=None
 )
 
 # Statuses whose Retry-After pauses the host for every caller.
@@ -274,7 +295,15 @@ class ResilientAdapter(HTTPAdapter):
         if self._closed.is_set():
             raise ConnectionManagerError("ConnectionManager is closed; create a new one")
         policy = self._policy_for(request)
-        host = self._hosts.acquire(host_key(request.url or ""), policy)
+        call = CALL.get()
+        if policy.verify is not None and not (call is not None and call.verify_explicit):
+            verify = policy.verify
+        if policy.cert is not None and not (call is not None and call.cert_explicit):
+            cert = policy.cert
+        key = host_key(request.url or "")
+        if policy.scope:
+            key = f"{key} [{policy.scope}]"
+        host = self._hosts.acquire(key, policy)
         try:
             host.stats.add("requests")
             return self._run(request, policy, host, stream, timeout, verify, cert, proxies)
@@ -293,9 +322,8 @@ class ResilientAdapter(HTTPAdapter):
         proxies: Optional[Mapping[str, str]],
     ) -> Response:
         clock = self._clock
-        start = CALL_START.get()
-        if start is None:
-            start = clock.monotonic()
+        call = CALL.get()
+        start = clock.monotonic() if call is None else call.start
         deadline = None if policy.total_timeout is None else start + policy.total_timeout
         connect, read = _resolve_timeout(timeout, policy)
         method = (request.method or "GET").upper()
@@ -317,7 +345,14 @@ class ResilientAdapter(HTTPAdapter):
             host.stats.add("attempts")
             if attempts > 1:
                 host.stats.add("retries")
-            outcome = self._attempt(request, stream, connect, read, deadline, verify, cert, proxies)
+            token = _ATTEMPT_SSL_CONTEXT.set(policy.ssl_context) if policy.ssl_context else None
+            try:
+                outcome = self._attempt(
+                    request, stream, connect, read, deadline, verify, cert, proxies
+                )
+            finally:
+                if token is not None:
+                    _ATTEMPT_SSL_CONTEXT.reset(token)
             tripped = self._record(host, probe, outcome)
 
             try:
@@ -341,6 +376,24 @@ class ResilientAdapter(HTTPAdapter):
                     wait,
                 )
             self._sleep(wait)
+
+    def build_connection_pool_key_attributes(
+        self, request: PreparedRequest, verify: Union[bool, str], cert: Any = None
+    ) -> tuple[Any, Any]:
+        """Add the policy's ``ssl_context`` (if any) to requests' pool key for HTTPS.
+
+        The context is part of urllib3's pool key, so a new context (``set_ssl_context``,
+        or an endpoint's own) gets new connections from the next request on.
+        """
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        context = _ATTEMPT_SSL_CONTEXT.get()
+        if context is not None and host_params.get("scheme") == "https":
+            extended: dict[str, Any] = dict(pool_kwargs)
+            extended["ssl_context"] = context
+            return host_params, extended
+        return host_params, pool_kwargs
 
     # ------------------------------------------------------------------------- the steps
     def _sleep(self, seconds: float) -> None:

@@ -6,22 +6,37 @@ library sees a :class:`Policy` and never re-validates.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import ssl
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
 from urllib3.util.retry import Retry
 
 __all__ = [
     "DEFAULT_STATUS_FORCELIST",
+    "POLICY_KEYS",
+    "SCOPED_KEYS",
     "STRATEGIES",
+    "TLS_KEYS",
     "BreakerSettings",
+    "CertType",
     "Policy",
     "RateLimitSettings",
+    "VerifyType",
     "build_policy",
+    "check_cert",
+    "check_verify",
     "host_key",
 ]
+
+#: TLS verification: True, False, or a path to a CA bundle file or directory.
+VerifyType = Union[bool, str]
+#: A client certificate: a path to a PEM file, or a ``(cert, key)`` pair of paths.
+CertType = Union[str, "tuple[str, str]"]
 
 #: Statuses retried by default (for methods the retry policy allows).
 DEFAULT_STATUS_FORCELIST = frozenset({429, 500, 502, 503, 504})
@@ -30,6 +45,44 @@ DEFAULT_STATUS_FORCELIST = frozenset({429, 500, 502, 503, 504})
 STRATEGIES = ("fixed-window", "sliding-window")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: The keywords :func:`build_policy` takes (an endpoint config may set any of them).
+POLICY_KEYS = frozenset(
+    {
+        "max_retries",
+        "backoff_factor",
+        "retry",
+        "rate_limit_requests",
+        "rate_limit_period",
+        "rate_limit_max_wait",
+        "rate_limit_strategy",
+        "circuit_breaker_failure_threshold",
+        "circuit_breaker_recovery_timeout",
+        "circuit_breaker_half_open_max_calls",
+        "timeout",
+        "connect_timeout",
+        "read_timeout",
+        "total_timeout",
+        "retry_after_max",
+        "verify",
+        "cert",
+        "ssl_context",
+    }
+)
+#: TLS keywords; in an endpoint config they override the session's for matching hosts.
+TLS_KEYS = frozenset({"verify", "cert", "ssl_context"})
+#: Keywords that give an endpoint its own limiter and breaker (and stats entry).
+SCOPED_KEYS = frozenset(
+    {
+        "rate_limit_requests",
+        "rate_limit_period",
+        "rate_limit_max_wait",
+        "rate_limit_strategy",
+        "circuit_breaker_failure_threshold",
+        "circuit_breaker_recovery_timeout",
+        "circuit_breaker_half_open_max_calls",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +116,11 @@ class Policy:
         retry_after_max: Longest ``Retry-After`` the pipeline will wait for, in seconds.
         rate_limit: The per-host rate limit, or None when rate limiting is off.
         breaker: The per-host breaker settings, or None when the breaker is off.
+        verify: TLS verification that overrides the session's (an endpoint's), or None.
+        cert: A client certificate that overrides the session's (an endpoint's), or None.
+        ssl_context: The ``ssl.SSLContext`` for HTTPS connections, or None for requests'.
+        scope: Empty for the host's own limiter and breaker; an endpoint pattern when that
+            endpoint has its own.
     """
 
     retry: Retry
@@ -72,6 +130,10 @@ class Policy:
     retry_after_max: float
     rate_limit: Optional[RateLimitSettings]
     breaker: Optional[BreakerSettings]
+    verify: Optional[VerifyType] = None
+    cert: Optional[CertType] = None
+    ssl_context: Optional[ssl.SSLContext] = None
+    scope: str = ""
 
 
 def _is_number(value: Any) -> bool:
@@ -132,6 +194,42 @@ def _check_timeout(name: str, value: Any) -> tuple[Optional[float], Optional[flo
     return number, number
 
 
+def check_verify(name: str, value: Any) -> VerifyType:
+    """Return ``value`` if it is a bool or the path of an existing CA bundle file or directory.
+
+    Raises:
+        TypeError: ``value`` is neither a bool nor a str.
+        ValueError: The path does not exist.
+    """
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be True, False or a CA bundle path, got {type(value).__name__}"
+        )
+    if not os.path.exists(value):
+        raise ValueError(f"{name}: CA bundle path {value!r} does not exist")
+    return value
+
+
+def check_cert(name: str, value: Any) -> Optional[CertType]:
+    """Return ``value`` if it is None, a PEM path, or a ``(cert, key)`` pair of paths.
+
+    Raises:
+        TypeError: ``value`` has another shape.
+        ValueError: A path does not exist.
+    """
+    if value is None:
+        return None
+    paths = list(value) if isinstance(value, (tuple, list)) else [value]
+    if len(paths) not in (1, 2) or not all(isinstance(p, str) for p in paths):
+        raise TypeError(f"{name} must be a path or a (cert, key) pair of paths, or None")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"{name}: file {path!r} does not exist")
+    return (paths[0], paths[1]) if len(paths) == 2 else paths[0]
+
+
 def build_policy(
     *,
     max_retries: Any = 3,
@@ -149,6 +247,10 @@ def build_policy(
     read_timeout: Any = None,
     total_timeout: Any = None,
     retry_after_max: Any = 120,
+    verify: Any = None,
+    cert: Any = None,
+    ssl_context: Any = None,
+    scope: str = "",
 ) -> Policy:
     """Validate the policy keywords of :class:`ConnectionManager` and build a :class:`Policy`.
 
@@ -204,6 +306,11 @@ def build_policy(
                 "rate_limit_period must be a whole number of seconds with "
                 f"rate_limit_strategy='sliding-window', got {rate_limit_period!r}"
             )
+        if rate_limit_strategy == "sliding-window" and importlib.util.find_spec("limits") is None:
+            raise ValueError(
+                "rate_limit_strategy='sliding-window' needs the 'limits' package: "
+                "pip install 'requests-connection-manager[redis]'"
+            )
         limit = RateLimitSettings(calls, period, max_wait, rate_limit_strategy)
 
     breaker: Optional[BreakerSettings] = None
@@ -220,6 +327,14 @@ def build_policy(
         )
         breaker = BreakerSettings(threshold, recovery, probes)
 
+    if verify is not None:
+        verify = check_verify("verify", verify)
+    cert = check_cert("cert", cert)
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(
+            f"ssl_context must be an ssl.SSLContext or None, got {type(ssl_context).__name__}"
+        )
+
     return Policy(
         retry=retry,
         connect_timeout=connect,
@@ -228,6 +343,10 @@ def build_policy(
         retry_after_max=ra_max,
         rate_limit=limit,
         breaker=breaker,
+        verify=verify,
+        cert=cert,
+        ssl_context=ssl_context,
+        scope=scope,
     )
 
 

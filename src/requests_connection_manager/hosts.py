@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 from .breaker import HostBreaker
 from .clock import Clock
-from .config import Policy
+from .config import BreakerSettings, Policy, RateLimitSettings
 from .limiter import Limiter, LimiterFactory
 
 __all__ = ["HostRegistry", "HostState", "HostStats"]
@@ -70,7 +70,17 @@ class HostState:
         stats: The host's counters.
     """
 
-    __slots__ = ("_lock", "_paused_until", "breaker", "in_flight", "key", "limiter", "stats")
+    __slots__ = (
+        "_lock",
+        "_paused_until",
+        "breaker",
+        "breaker_settings",
+        "in_flight",
+        "key",
+        "limit_settings",
+        "limiter",
+        "stats",
+    )
 
     def __init__(
         self, key: str, limiter: Optional[Limiter], breaker: Optional[HostBreaker]
@@ -78,6 +88,8 @@ class HostState:
         self.key = key
         self.limiter = limiter
         self.breaker = breaker
+        self.limit_settings: Optional[RateLimitSettings] = None
+        self.breaker_settings: Optional[BreakerSettings] = None
         self.stats = HostStats()
         self.in_flight = 0
         self._paused_until = 0.0
@@ -132,15 +144,33 @@ class HostRegistry:
         self._lock = threading.Lock()
 
     def _create(self, key: str, policy: Policy) -> HostState:
-        limiter = (
-            self._limiters.build(policy.rate_limit, key) if policy.rate_limit is not None else None
-        )
-        state = HostState(key, limiter, None)
-        if policy.breaker is not None:
-            state.breaker = HostBreaker(
-                key, policy.breaker, self._clock, on_transition=self._transition_callback(state)
-            )
+        state = HostState(key, None, None)
+        self._build(state, policy)
         return state
+
+    def _build(self, state: HostState, policy: Policy) -> None:
+        """(Re)build the limiter and breaker of ``state`` from ``policy``; under the lock."""
+        if state.limit_settings != policy.rate_limit or state.limiter is None:
+            state.limiter = (
+                self._limiters.build(policy.rate_limit, state.key)
+                if policy.rate_limit is not None
+                else None
+            )
+        state.limit_settings = (
+            policy.rate_limit
+        )  # equal values: keep the limiter, take the new object
+        if state.breaker_settings != policy.breaker or state.breaker is None:
+            state.breaker = (
+                HostBreaker(
+                    state.key,
+                    policy.breaker,
+                    self._clock,
+                    on_transition=self._transition_callback(state),
+                )
+                if policy.breaker is not None
+                else None
+            )
+        state.breaker_settings = policy.breaker
 
     def _transition_callback(self, state: HostState) -> Callable[[str, str], None]:
         def changed(old: str, new: str) -> None:
@@ -170,6 +200,11 @@ class HostRegistry:
                     self._evict()
             else:
                 self._hosts.move_to_end(key)
+                if (
+                    state.limit_settings is not policy.rate_limit
+                    or state.breaker_settings is not policy.breaker
+                ):
+                    self._build(state, policy)  # settings changed: new limiter / breaker
             state.in_flight += 1
         return state
 

@@ -1,0 +1,122 @@
+"""``batch_request``: many calls at once through one manager, results in input order.
+
+Each call goes through the manager's full pipeline (limiter, breaker, retries) in a
+worker thread; the limiter and breaker are shared, so a batch cannot exceed a host's
+rate limit or hammer a host whose breaker is open.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+from .config import check_int
+from .redaction import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from requests import Response
+
+__all__ = ["ProgressCallback", "run_batch"]
+
+logger = logging.getLogger("requests_connection_manager")
+
+#: Called as ``on_progress(done, total)`` after each request finishes.
+ProgressCallback = Callable[[int, int], Any]
+
+
+def _check_items(requests_data: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    if isinstance(requests_data, (str, bytes)) or not hasattr(requests_data, "__iter__"):
+        raise TypeError("requests_data must be a list of (method, url, kwargs) tuples")
+    items = []
+    for index, item in enumerate(requests_data):
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise ValueError(f"requests_data[{index}] must be a (method, url, kwargs) tuple")
+        method, url, kwargs = item
+        if not isinstance(method, str) or not isinstance(url, str):
+            raise ValueError(f"requests_data[{index}]: method and url must be str")
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"requests_data[{index}]: kwargs must be a dict")
+        items.append((method, url, kwargs))
+    return items
+
+
+def run_batch(
+    request: Callable[..., Response],
+    requests_data: Sequence[tuple[str, str, dict[str, Any]]],
+    max_workers: int = 5,
+    return_exceptions: bool = True,
+    on_progress: Optional[ProgressCallback] = None,
+) -> list[Union[Response, Exception]]:
+    """Run ``request(method, url, **kwargs)`` for every item on up to ``max_workers`` threads.
+
+    Args:
+        request: The function that makes one call (the manager's ``request``).
+        requests_data: ``(method, url, kwargs)`` per call.
+        max_workers: Threads, >= 1 (never more than there are calls).
+        return_exceptions: Put a failed call's exception in its place in the result; when
+            False, wait for every call and then raise the first failure in input order.
+        on_progress: Called as ``on_progress(done, total)`` in the calling thread after each
+            call finishes; an exception it raises is logged and ignored.
+
+    Returns:
+        One response or exception per item, in input order.
+
+    Raises:
+        ValueError: An item is malformed (the message names its index).
+        TypeError: ``requests_data`` is not a sequence or ``max_workers`` is not an int.
+    """
+    check_int("max_workers", max_workers, 1)
+    if not isinstance(return_exceptions, bool):
+        raise TypeError("return_exceptions must be a bool")
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError("on_progress must be callable or None")
+    items = _check_items(requests_data)
+    total = len(items)
+    if not total:
+        return []
+    results: list[Union[Response, Exception, None]] = [None] * total
+    with ThreadPoolExecutor(
+        max_workers=min(max_workers, total), thread_name_prefix="rcm-batch"
+    ) as pool:
+        pending: dict[Future[Response], int] = {
+            pool.submit(request, method, url, **kwargs): index
+            for index, (method, url, kwargs) in enumerate(items)
+        }
+        done_count = 0
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                error = future.exception()
+                if error is None:
+                    results[index] = future.result()
+                elif isinstance(error, Exception):
+                    results[index] = error
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "batch item %d (%s %s) failed: %s",
+                            index,
+                            items[index][0],
+                            redact_url(items[index][1]),
+                            type(error).__name__,
+                        )
+                else:  # KeyboardInterrupt and friends are not results
+                    raise error
+                done_count += 1
+                if on_progress is not None:
+                    _report(on_progress, done_count, total)
+    if not return_exceptions:
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+    return results  # type: ignore[return-value]  # every slot is filled
+
+
+def _report(on_progress: ProgressCallback, done: int, total: int) -> None:
+    try:
+        on_progress(done, total)
+    except Exception:
+        logger.warning("batch on_progress callback raised; ignored", exc_info=True)
