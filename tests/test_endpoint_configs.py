@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -47,6 +49,37 @@ def test_endpoint_read_timeout_overrides_a_global_timeout(app: AppServer, key: s
         pytest.raises(requests.ReadTimeout),
     ):
         cm.get(app.url("/slow"))
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose accept queue is full: connecting to it hangs until the connect timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+
+
+def test_endpoint_connect_timeout_applies(full_backlog: int) -> None:
+    """connect_timeout in an endpoint config is the one the connection attempt uses."""
+    configs = {f"127.0.0.1:{full_backlog}": {"connect_timeout": 0.2, "max_retries": 0}}
+    with (
+        ConnectionManager(timeout=5, endpoint_configs=configs) as cm,
+        pytest.raises(requests.ConnectTimeout, match=r"connect timeout=0\.2\b"),
+    ):
+        cm.get(f"http://127.0.0.1:{full_backlog}/")
 
 
 def test_endpoint_max_retries_and_backoff(
