@@ -46,31 +46,6 @@ STRATEGIES = ("fixed-window", "sliding-window")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-#: The keywords :func:`build_policy` takes (an endpoint config may set any of them).
-POLICY_KEYS = frozenset(
-    {
-        "max_retries",
-        "backoff_factor",
-        "retry",
-        "rate_limit_requests",
-        "rate_limit_period",
-        "rate_limit_max_wait",
-        "rate_limit_strategy",
-        "circuit_breaker_failure_threshold",
-        "circuit_breaker_recovery_timeout",
-        "circuit_breaker_half_open_max_calls",
-        "timeout",
-        "connect_timeout",
-        "read_timeout",
-        "total_timeout",
-        "retry_after_max",
-        "verify",
-        "cert",
-        "ssl_context",
-    }
-)
-#: TLS keywords; in an endpoint config they override the session's for matching hosts.
-TLS_KEYS = frozenset({"verify", "cert", "ssl_context"})
 #: Keywords that give an endpoint its own limiter and breaker (and stats entry).
 SCOPED_KEYS = frozenset(
     {
@@ -82,6 +57,25 @@ SCOPED_KEYS = frozenset(
         "circuit_breaker_recovery_timeout",
         "circuit_breaker_half_open_max_calls",
     }
+)
+#: TLS keywords; in an endpoint config they override the session's for matching hosts.
+TLS_KEYS = frozenset({"verify", "cert", "ssl_context"})
+#: The keywords :func:`build_policy` takes (an endpoint config may set any of them).
+POLICY_KEYS = (
+    SCOPED_KEYS
+    | TLS_KEYS
+    | frozenset(
+        {
+            "max_retries",
+            "backoff_factor",
+            "retry",
+            "timeout",
+            "connect_timeout",
+            "read_timeout",
+            "total_timeout",
+            "retry_after_max",
+        }
+    )
 )
 
 

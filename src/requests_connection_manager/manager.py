@@ -266,18 +266,12 @@ class ConnectionManager:
     ) -> list[Union[Response, Exception]]:
         """Send many requests concurrently through the pipeline (limiter and breaker shared).
 
-        Args:
-            requests_data: ``(method, url, kwargs)`` per request.
-            max_workers: Threads, >= 1.
-            return_exceptions: Return a failed request's exception in its place; when
-                False, raise the first failure (in input order) after all have finished.
-            on_progress: Called as ``on_progress(done, total)`` after each request.
+        ``requests_data`` holds ``(method, url, kwargs)`` per request; results (responses,
+        or exceptions in place of failed requests) come back in input order. See
+        :func:`~.batch.run_batch` for every argument.
 
         Returns:
             One response or exception per request, in input order.
-
-        Raises:
-            ValueError: A malformed item; the message names its index.
         """
         return run_batch(self.request, requests_data, max_workers, return_exceptions, on_progress)
 
