@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import requests
 import trustme
 
 from requests_connection_manager import ConnectionManager, ConnectionManagerError
+from tests.tlsserver import serve_https
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,17 +43,8 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     ca_path = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_path))
     _Hello.hits = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/", str(ca_path)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_https(_Hello, context) as url:
+        yield url, str(ca_path)
 
 
 def test_unknown_ca_is_an_ssl_error_and_not_retried(tls_server: tuple[str, str]) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import trustme
 
 from requests_connection_manager import ConnectionManager
 from tests.servers import AppServer
+from tests.tlsserver import serve_https
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,19 +62,8 @@ def tls(tmp_path: Path) -> Iterator[TLSServer]:
     ca.issue_cert(
         "client-one", common_name="client-one"
     ).private_key_and_cert_chain_pem.write_to_path(str(client_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _WhoAmI)
-    server.daemon_threads = True
-    server.socket = server_context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield TLSServer(
-            f"https://127.0.0.1:{server.server_address[1]}/", str(ca_path), str(client_path), ca
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_https(_WhoAmI, server_context) as url:
+        yield TLSServer(url, str(ca_path), str(client_path), ca)
 
 
 def _manager(**kwargs: object) -> ConnectionManager:
