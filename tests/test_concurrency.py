@@ -62,7 +62,10 @@ def test_counters_are_exact_under_threads(app: AppServer) -> None:
 
     app.route("/x", flaky)
     with ConnectionManager(
-        backoff_factor=0, circuit_breaker_failure_threshold=None, pool_maxsize=16
+        backoff_factor=0,
+        circuit_breaker_failure_threshold=None,
+        retry_budget=None,
+        pool_maxsize=16,
     ) as cm:
         with ThreadPoolExecutor(16) as pool:
             codes = list(

@@ -12,8 +12,9 @@
         send              HTTPAdapter.send, timeouts clamped to the deadline; the body is
                           read here (unless stream=True) and a short body is a failure
         classify          success, or failure (the breaker counts it)
-        retry decision    urllib3 Retry as the policy; full-jitter backoff or Retry-After,
-                          never past the deadline
+        retry decision    urllib3 Retry as the policy; the host's retry budget (retries
+                          may not exceed a share of first attempts); full-jitter backoff
+                          or Retry-After, never past the deadline
     any failure leaves through exceptions.to_contract (one mapping point)
 
 No lock is held while a request is on the wire: the limiter, breaker and counters take
@@ -345,6 +346,8 @@ class ResilientAdapter(HTTPAdapter):
             host.stats.add("attempts")
             if attempts > 1:
                 host.stats.add("retries")
+            elif host.budget is not None:
+                host.budget.deposit()
             token = _ATTEMPT_SSL_CONTEXT.set(policy.ssl_context) if policy.ssl_context else None
             try:
                 outcome = self._attempt(
@@ -359,6 +362,9 @@ class ResilientAdapter(HTTPAdapter):
                 retry, wait = self._next(retry, method, request, outcome, policy, host, deadline)
                 if tripped and wait is not None:
                     raise _GiveUp("the circuit breaker opened")
+                if wait is not None and host.budget is not None and not host.budget.try_spend():
+                    host.stats.add("retries_denied")
+                    raise _GiveUp("the host's retry budget is spent")
             except _GiveUp as stop:
                 return self._leave(request, policy, outcome, attempts, stop.reason)
             if wait is None:  # success, or a response the policy does not retry

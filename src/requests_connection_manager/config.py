@@ -23,6 +23,7 @@ __all__ = [
     "STRATEGIES",
     "TLS_KEYS",
     "BreakerSettings",
+    "BudgetSettings",
     "CertType",
     "Policy",
     "RateLimitSettings",
@@ -56,6 +57,8 @@ SCOPED_KEYS = frozenset(
         "circuit_breaker_failure_threshold",
         "circuit_breaker_recovery_timeout",
         "circuit_breaker_half_open_max_calls",
+        "retry_budget",
+        "retry_budget_burst",
     }
 )
 #: TLS keywords; in an endpoint config they override the session's for matching hosts.
@@ -90,6 +93,14 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class BudgetSettings:
+    """A per-host retry budget: ``ratio`` retries per first attempt, bursts of ``burst``."""
+
+    ratio: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class BreakerSettings:
     """Circuit breaker thresholds for one host."""
 
@@ -110,6 +121,7 @@ class Policy:
         retry_after_max: Longest ``Retry-After`` the pipeline will wait for, in seconds.
         rate_limit: The per-host rate limit, or None when rate limiting is off.
         breaker: The per-host breaker settings, or None when the breaker is off.
+        budget: The per-host retry budget, or None when retries are not budgeted.
         verify: TLS verification that overrides the session's (an endpoint's), or None.
         cert: A client certificate that overrides the session's (an endpoint's), or None.
         ssl_context: The ``ssl.SSLContext`` for HTTPS connections, or None for requests'.
@@ -124,6 +136,7 @@ class Policy:
     retry_after_max: float
     rate_limit: Optional[RateLimitSettings]
     breaker: Optional[BreakerSettings]
+    budget: Optional[BudgetSettings] = None
     verify: Optional[VerifyType] = None
     cert: Optional[CertType] = None
     ssl_context: Optional[ssl.SSLContext] = None
@@ -241,6 +254,8 @@ def build_policy(
     read_timeout: Any = None,
     total_timeout: Any = None,
     retry_after_max: Any = 120,
+    retry_budget: Any = 0.2,
+    retry_budget_burst: Any = 10,
     verify: Any = None,
     cert: Any = None,
     ssl_context: Any = None,
@@ -321,6 +336,17 @@ def build_policy(
         )
         breaker = BreakerSettings(threshold, recovery, probes)
 
+    budget: Optional[BudgetSettings] = None
+    burst = check_int("retry_budget_burst", retry_budget_burst, 0)
+    if retry_budget is not None:
+        ratio = check_number("retry_budget", retry_budget, allow_none=True)
+        assert ratio is not None
+        if ratio > 1:
+            raise ValueError(
+                f"retry_budget must be a number in [0, 1] or None, got {retry_budget!r}"
+            )
+        budget = BudgetSettings(ratio, burst)
+
     if verify is not None:
         verify = check_verify("verify", verify)
     cert = check_cert("cert", cert)
@@ -337,6 +363,7 @@ def build_policy(
         retry_after_max=ra_max,
         rate_limit=limit,
         breaker=breaker,
+        budget=budget,
         verify=verify,
         cert=cert,
         ssl_context=ssl_context,

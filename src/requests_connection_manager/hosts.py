@@ -13,8 +13,9 @@ from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 from .breaker import HostBreaker
+from .budget import RetryBudget
 from .clock import Clock
-from .config import BreakerSettings, Policy, RateLimitSettings
+from .config import BreakerSettings, BudgetSettings, Policy, RateLimitSettings
 from .limiter import Limiter, LimiterFactory
 
 __all__ = ["HostRegistry", "HostState", "HostStats"]
@@ -33,6 +34,7 @@ _COUNTERS = (
     "rejected_open",
     "throttled",
     "breaker_opened",
+    "retries_denied",
 )
 
 
@@ -75,6 +77,8 @@ class HostState:
         "_paused_until",
         "breaker",
         "breaker_settings",
+        "budget",
+        "budget_settings",
         "in_flight",
         "key",
         "limit_settings",
@@ -90,6 +94,8 @@ class HostState:
         self.breaker = breaker
         self.limit_settings: Optional[RateLimitSettings] = None
         self.breaker_settings: Optional[BreakerSettings] = None
+        self.budget: Optional[RetryBudget] = None
+        self.budget_settings: Optional[BudgetSettings] = None
         self.stats = HostStats()
         self.in_flight = 0
         self._paused_until = 0.0
@@ -171,6 +177,10 @@ class HostRegistry:
                 else None
             )
         state.breaker_settings = policy.breaker
+        if state.budget_settings != policy.budget or state.budget is None:
+            budget = policy.budget
+            state.budget = None if budget is None else RetryBudget(budget.ratio, budget.burst)
+        state.budget_settings = policy.budget
 
     def _transition_callback(self, state: HostState) -> Callable[[str, str], None]:
         def changed(old: str, new: str) -> None:
@@ -203,6 +213,7 @@ class HostRegistry:
                 if (
                     state.limit_settings is not policy.rate_limit
                     or state.breaker_settings is not policy.breaker
+                    or state.budget_settings is not policy.budget
                 ):
                     self._build(state, policy)  # settings changed: new limiter / breaker
             state.in_flight += 1

@@ -103,6 +103,11 @@ class ConnectionManager:
             (unless streaming) the body. None: no deadline.
         retry_after_max: Longest ``Retry-After`` honoured, in seconds; a longer one raises
             ``RateLimitExceeded`` at once.
+        retry_budget: Per host, the share of first attempts that may be retried in the
+            long run, in ``[0, 1]`` (a token bucket: each first attempt adds this much, each
+            retry takes one); None: retries are limited only by ``max_retries``.
+        retry_budget_burst: Per host, retries allowed back to back after a healthy
+            period (the bucket size), >= 0.
         clock: A clock for waits and deadlines (tests); the system clock by default.
 
     Raises:
@@ -140,6 +145,8 @@ class ConnectionManager:
         circuit_breaker_half_open_max_calls: int = 1,
         total_timeout: Optional[float] = None,
         retry_after_max: float = 120,
+        retry_budget: Optional[float] = 0.2,
+        retry_budget_burst: int = 10,
         clock: Optional[Clock] = None,
     ) -> None:
         check_int("pool_connections", pool_connections, 1)
@@ -165,6 +172,8 @@ class ConnectionManager:
                 "read_timeout": read_timeout,
                 "total_timeout": total_timeout,
                 "retry_after_max": retry_after_max,
+                "retry_budget": retry_budget,
+                "retry_budget_burst": retry_budget_burst,
                 "ssl_context": ssl_context,
             },
             {
@@ -519,7 +528,8 @@ class ConnectionManager:
         The keys of requests-connection-manager 1.0.0 are kept, with true values, and
         ``hosts`` maps each tracked host key to its counters: ``requests``, ``attempts``,
         ``retries``, ``failures``, ``rejected_open``, ``throttled``,
-        ``throttle_wait_seconds``, ``breaker_opened``, ``breaker_state``, ``paused_for``.
+        ``throttle_wait_seconds``, ``breaker_opened``, ``retries_denied`` (by the retry
+        budget), ``breaker_state``, ``paused_for``.
         A host whose endpoint config has its own limiter and breaker is listed as
         ``"<host key> [<pattern>]"``.
 
