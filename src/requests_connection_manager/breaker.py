@@ -216,3 +216,13 @@ class HostBreaker:
             and not self._storage.counter
             and not self._probes
         )
+
+    def can_forget(self) -> bool:
+        """Tell whether forgetting this breaker cannot let traffic through early.
+
+        True when closed (a partial failure count may be lost) or open past its recovery
+        timeout, with no probe in flight; never while it still refuses calls.
+        """
+        if self._probes:
+            return False
+        return self._storage.state == pybreaker.STATE_CLOSED or self._open_remaining() == 0.0

@@ -2,14 +2,15 @@
 
 A :class:`HostState` is created once per host key, race-free, and kept in a
 least-recently-used table. When the table is over its bound, idle hosts are dropped from
-the cold end; a host with a request in flight, a pause pending, or a breaker that is not
-closed-and-clean is never dropped.
+the cold end (clean ones first); a host with a request in flight, a pause pending, or a
+breaker that still refuses calls (open, within its recovery timeout) is never dropped.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from itertools import islice
 from typing import Any, Callable, Optional
 
 from .breaker import HostBreaker
@@ -118,13 +119,22 @@ class HostState:
         out["paused_for"] = round(self.paused_for(now), 3)
         return out
 
-    def is_idle(self, now: float) -> bool:
-        """Tell whether dropping this host loses nothing that affects behaviour."""
-        return (
-            self.in_flight == 0
-            and self.paused_for(now) == 0.0
-            and (self.breaker is None or self.breaker.is_idle())
-        )
+    def evictable(self, now: float, *, lossless: bool) -> bool:
+        """Tell whether this host may be dropped from the table.
+
+        Never while a request is in flight, a pause is pending, its rate-limit window
+        still holds permits, or its breaker still refuses calls. With ``lossless``, only
+        when nothing at all would be lost (a clean closed breaker); without, a closed
+        breaker's partial failure count may go.
+        """
+        if self.in_flight or self.paused_for(now) > 0.0:
+            return False
+        if self.limiter is not None and not self.limiter.quiet():
+            return False
+        breaker = self.breaker
+        if breaker is None:
+            return True
+        return breaker.is_idle() if lossless else breaker.can_forget()
 
 
 class HostRegistry:
@@ -205,17 +215,18 @@ class HostRegistry:
             state = self._hosts.get(key)
             if state is None:
                 state = self._create(key, policy)
+                state.in_flight += 1  # before eviction: the new host must not be the one dropped
                 self._hosts[key] = state
                 if len(self._hosts) > self._max_hosts:
                     self._evict()
-            else:
-                self._hosts.move_to_end(key)
-                if (
-                    state.limit_settings is not policy.rate_limit
-                    or state.breaker_settings is not policy.breaker
-                    or state.budget_settings is not policy.budget
-                ):
-                    self._build(state, policy)  # settings changed: new limiter / breaker
+                return state
+            self._hosts.move_to_end(key)
+            if (
+                state.limit_settings is not policy.rate_limit
+                or state.breaker_settings is not policy.breaker
+                or state.budget_settings is not policy.budget
+            ):
+                self._build(state, policy)  # settings changed: new limiter / breaker
             state.in_flight += 1
         return state
 
@@ -225,12 +236,23 @@ class HostRegistry:
             state.in_flight -= 1
 
     def _evict(self) -> None:
+        """Drop hosts from the cold end until the table is within bounds; O(1) per call.
+
+        Looks at the few least recently used hosts only: first for one whose loss changes
+        nothing, then for one whose breaker is closed (or open past its recovery time).
+        Hosts that cannot go yet are moved to the hot end, so the next look goes further.
+        """
         now = self._clock.monotonic()
-        for _, (key, state) in zip(range(_EVICTION_SCAN), list(self._hosts.items())):
-            if state.is_idle(now):
-                del self._hosts[key]
-                if len(self._hosts) <= self._max_hosts:
-                    return
+        cold = list(islice(self._hosts.items(), _EVICTION_SCAN))
+        for lossless in (True, False):
+            for key, state in cold:
+                if key in self._hosts and state.evictable(now, lossless=lossless):
+                    del self._hosts[key]
+                    if len(self._hosts) <= self._max_hosts:
+                        return
+        for key, _ in cold:
+            if key in self._hosts:
+                self._hosts.move_to_end(key)
 
     def states(self) -> list[HostState]:
         """Return the tracked host states, least recently used first."""

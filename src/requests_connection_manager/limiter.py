@@ -31,6 +31,10 @@ class Limiter(Protocol):
         """
         ...
 
+    def quiet(self) -> bool:
+        """Tell whether forgetting this limiter now could not let extra requests through."""
+        ...
+
 
 def _permit() -> None:
     """The guarded no-op: calling it through ``@limits`` is taking a permit."""
@@ -46,6 +50,9 @@ class FixedWindowLimiter:
 
     def __init__(self, calls: int, period: float, clock: Callable[[], float]) -> None:
         self._gate: Callable[[], Any] = limits(calls=calls, period=period, clock=clock)(_permit)
+        self._clock = clock
+        self._period = period
+        self._last_permit = float("-inf")
 
     def try_acquire(self) -> float:
         """Take a permit, or return the seconds left in the current window."""
@@ -53,7 +60,12 @@ class FixedWindowLimiter:
             self._gate()
         except RateLimitException as exc:
             return max(float(exc.period_remaining), _MIN_WAIT)
+        self._last_permit = self._clock()
         return 0.0
+
+    def quiet(self) -> bool:
+        """True once a whole period has passed since the last permit (the window is spent)."""
+        return self._clock() - self._last_permit >= self._period
 
 
 class SlidingWindowLimiter:
@@ -73,6 +85,10 @@ class SlidingWindowLimiter:
             return 0.0
         stats = self._strategy.get_window_stats(self._item, self._key)
         return max(float(stats.reset_time) - time.time(), _MIN_WAIT)
+
+    def quiet(self) -> bool:
+        """Always True: the window lives in the ``limits`` storage under the host key."""
+        return True
 
 
 class LimiterFactory:
