@@ -7,6 +7,8 @@ rate limiter, a per-host circuit breaker and one family of exceptions.
 
 from __future__ import annotations
 
+import logging
+
 from .adapter import ResilientAdapter
 from .clock import Clock, SystemClock
 from .exceptions import (
@@ -26,6 +28,9 @@ from .utils import (
 )
 
 __version__ = "2.0.0.dev0"
+
+# A library logs; the application decides where to (no "No handlers" fallback to stderr).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "CircuitBreakerOpen",
