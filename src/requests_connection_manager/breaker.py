@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import pybreaker
 
 from .clock import Clock
 from .config import BreakerSettings
 from .exceptions import CircuitBreakerOpen
+
+if TYPE_CHECKING:
+    from .shared import ProbeSlots
 
 __all__ = ["HostBreaker"]
 
@@ -57,6 +60,7 @@ class HostBreaker:
         clock: The clock; its wall time stamps openings.
         on_transition: Called with ``(old_state, new_state)`` on every state change.
         storage: A pybreaker storage; a fresh ``CircuitMemoryStorage`` by default.
+        probe_slots: Counts half-open probes across processes (shared state), or None.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class HostBreaker:
         clock: Clock,
         on_transition: Optional[Callable[[str, str], None]] = None,
         storage: Optional[pybreaker.CircuitBreakerStorage] = None,
+        probe_slots: Optional[ProbeSlots] = None,
     ) -> None:
         self.host = host
         self._clock = clock
@@ -81,6 +86,7 @@ class HostBreaker:
         )
         self._lock = threading.Lock()
         self._probes = 0
+        self._slots = probe_slots
 
     @property
     def state(self) -> str:
@@ -150,13 +156,21 @@ class HostBreaker:
                 self._probes = 0
                 state = pybreaker.STATE_HALF_OPEN
             if state == pybreaker.STATE_HALF_OPEN:
-                if self._probes >= self._settings.half_open_max_calls:
+                limit = self._settings.half_open_max_calls
+                if self._probes >= limit or (
+                    self._slots is not None and not self._slots.take(limit)
+                ):
                     raise self._refuse(
                         min(_PROBE_BUSY_RETRY_AFTER, self._settings.recovery_timeout)
                     )
                 self._probes += 1
                 return True
             return False
+
+    def _end_probe(self) -> None:
+        self._probes -= 1
+        if self._slots is not None:
+            self._slots.give()
 
     def record_success(self, probe: bool) -> None:
         """Report a successful attempt: a probe's success closes the breaker.
@@ -166,7 +180,7 @@ class HostBreaker:
         """
         with self._lock:
             if probe:
-                self._probes -= 1
+                self._end_probe()
             state = self._storage.state
             if state == pybreaker.STATE_HALF_OPEN and probe:
                 self._cb.close()
@@ -184,7 +198,7 @@ class HostBreaker:
         """
         with self._lock:
             if probe:
-                self._probes -= 1
+                self._end_probe()
             state = self._storage.state
             if state == pybreaker.STATE_HALF_OPEN:
                 if probe:
@@ -207,7 +221,7 @@ class HostBreaker:
         """
         if probe:
             with self._lock:
-                self._probes -= 1
+                self._end_probe()
 
     def is_idle(self) -> bool:
         """Tell whether forgetting this breaker loses nothing (closed, no failures counted)."""

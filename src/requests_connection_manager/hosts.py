@@ -11,13 +11,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from itertools import islice
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .breaker import HostBreaker
 from .budget import RetryBudget
 from .clock import Clock
 from .config import BreakerSettings, BudgetSettings, Policy, RateLimitSettings
 from .limiter import Limiter, LimiterFactory
+
+if TYPE_CHECKING:
+    from .shared import SharedLink
 
 __all__ = ["HostRegistry", "HostState", "HostStats"]
 
@@ -144,6 +147,7 @@ class HostRegistry:
         clock: The manager's clock.
         on_transition: Called as ``(host_key, old_state, new_state)`` on breaker changes.
         max_hosts: How many hosts to keep before idle ones are dropped.
+        shared: Redis-backed state shared with other processes, or None.
     """
 
     def __init__(
@@ -151,8 +155,10 @@ class HostRegistry:
         clock: Clock,
         on_transition: Optional[Callable[[str, str, str], None]] = None,
         max_hosts: int = DEFAULT_MAX_HOSTS,
+        shared: Optional[SharedLink] = None,
     ) -> None:
         self._clock = clock
+        self._shared = shared
         self._limiters = LimiterFactory(clock.monotonic)
         self._on_transition = on_transition
         self._max_hosts = max_hosts
@@ -168,7 +174,7 @@ class HostRegistry:
         """(Re)build the limiter and breaker of ``state`` from ``policy``; under the lock."""
         if state.limit_settings != policy.rate_limit or state.limiter is None:
             state.limiter = (
-                self._limiters.build(policy.rate_limit, state.key)
+                self._limiter(policy.rate_limit, state.key)
                 if policy.rate_limit is not None
                 else None
             )
@@ -177,20 +183,32 @@ class HostRegistry:
         )  # equal values: keep the limiter, take the new object
         if state.breaker_settings != policy.breaker or state.breaker is None:
             state.breaker = (
-                HostBreaker(
-                    state.key,
-                    policy.breaker,
-                    self._clock,
-                    on_transition=self._transition_callback(state),
-                )
-                if policy.breaker is not None
-                else None
+                self._breaker(state, policy.breaker) if policy.breaker is not None else None
             )
         state.breaker_settings = policy.breaker
         if state.budget_settings != policy.budget or state.budget is None:
             budget = policy.budget
             state.budget = None if budget is None else RetryBudget(budget.ratio, budget.burst)
         state.budget_settings = policy.budget
+
+    def _limiter(self, settings: RateLimitSettings, key: str) -> Limiter:
+        local = self._limiters.build(settings, key)
+        if self._shared is None:
+            return local
+        return self._shared.limiter(settings, key, local)
+
+    def _breaker(self, state: HostState, settings: BreakerSettings) -> HostBreaker:
+        shared = self._shared
+        return HostBreaker(
+            state.key,
+            settings,
+            self._clock,
+            on_transition=self._transition_callback(state),
+            storage=None if shared is None else shared.breaker_storage(state.key),
+            probe_slots=None
+            if shared is None
+            else shared.probe_slots(state.key, settings.recovery_timeout),
+        )
 
     def _transition_callback(self, state: HostState) -> Callable[[str, str], None]:
         def changed(old: str, new: str) -> None:

@@ -14,10 +14,10 @@ from ratelimit import RateLimitException, limits
 
 from .config import RateLimitSettings
 
-__all__ = ["FixedWindowLimiter", "Limiter", "LimiterFactory", "SlidingWindowLimiter"]
+__all__ = ["MIN_WAIT", "FixedWindowLimiter", "Limiter", "LimiterFactory", "SlidingWindowLimiter"]
 
-# Waits shorter than this are rounded up, so a waiting loop never spins.
-_MIN_WAIT = 0.001
+#: Waits shorter than this are rounded up, so a waiting loop never spins.
+MIN_WAIT = 0.001
 
 
 class Limiter(Protocol):
@@ -59,7 +59,7 @@ class FixedWindowLimiter:
         try:
             self._gate()
         except RateLimitException as exc:
-            return max(float(exc.period_remaining), _MIN_WAIT)
+            return max(float(exc.period_remaining), MIN_WAIT)
         self._last_permit = self._clock()
         return 0.0
 
@@ -84,7 +84,7 @@ class SlidingWindowLimiter:
         if self._strategy.hit(self._item, self._key):
             return 0.0
         stats = self._strategy.get_window_stats(self._item, self._key)
-        return max(float(stats.reset_time) - time.time(), _MIN_WAIT)
+        return max(float(stats.reset_time) - time.time(), MIN_WAIT)
 
     def quiet(self) -> bool:
         """Always True: the window lives in the ``limits`` storage under the host key."""

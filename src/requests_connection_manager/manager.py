@@ -26,6 +26,7 @@ from .hosts import HostRegistry
 from .plugins import HookType, PluginManager
 from .session import ManagedSession
 from .settings import Settings
+from .shared import SharedLink
 
 if TYPE_CHECKING:
     import ssl
@@ -108,6 +109,12 @@ class ConnectionManager:
             retry takes one); None: retries are limited only by ``max_retries``.
         retry_budget_burst: Per host, retries allowed back to back after a healthy
             period (the bucket size), >= 0.
+        redis_url: ``redis://...``: share rate limits and breaker state with every
+            process using the same Redis and ``redis_prefix`` (needs the ``redis`` extra).
+            Redis unreachable: calls go on with local state, one warning per outage.
+        redis_client: A ``redis.Redis`` client to use instead of ``redis_url`` (its own
+            timeouts then bound how long a dead Redis can hold a call).
+        redis_prefix: Namespace of every Redis key this manager uses.
         clock: A clock for waits and deadlines (tests); the system clock by default.
 
     Raises:
@@ -147,6 +154,9 @@ class ConnectionManager:
         retry_after_max: float = 120,
         retry_budget: Optional[float] = 0.2,
         retry_budget_burst: int = 10,
+        redis_url: Optional[str] = None,
+        redis_client: Optional[Any] = None,
+        redis_prefix: str = "rcm",
         clock: Optional[Clock] = None,
     ) -> None:
         check_int("pool_connections", pool_connections, 1)
@@ -185,10 +195,11 @@ class ConnectionManager:
             },
             endpoint_configs,
         )
+        self._shared = _shared_link(redis_url, redis_client, redis_prefix, self._settings.policy)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._closed = threading.Event()
         self._plugins = PluginManager()
-        self._hosts = HostRegistry(self._clock, on_transition=_log_transition)
+        self._hosts = HostRegistry(self._clock, on_transition=_log_transition, shared=self._shared)
         self._adapter = ResilientAdapter(
             self._policy_for,
             self._hosts,
@@ -505,6 +516,8 @@ class ConnectionManager:
         self._closed.set()
         self._session.close()
         self._hosts.clear()
+        if self._shared is not None:
+            self._shared.close()
 
     def __enter__(self) -> ConnectionManager:
         return self
@@ -563,8 +576,36 @@ class ConnectionManager:
             "total_timeout": policy.total_timeout,
             "ssl_context_configured": policy.ssl_context is not None,
             "registered_hooks": self._plugins.list_hooks(),
+            "shared_state": {"enabled": False} if self._shared is None else self._shared.status(),
             "hosts": {s.key: s.snapshot(now) for s in states},
         }
+
+
+def _shared_link(
+    redis_url: Any, redis_client: Any, prefix: Any, policy: Policy
+) -> Optional[SharedLink]:
+    """Validate the shared-state keywords and connect (lazily: nothing is sent yet)."""
+    if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
+        raise ValueError(f"redis_prefix must be a non-empty str without spaces, got {prefix!r}")
+    if redis_url is not None and redis_client is not None:
+        raise ValueError("give redis_url or redis_client, not both")
+    if redis_url is None and redis_client is None:
+        return None
+    limit = policy.rate_limit
+    if limit is not None and not float(limit.period).is_integer():
+        raise ValueError(
+            "rate_limit_period must be a whole number of seconds with shared state, "
+            f"got {limit.period!r}"
+        )
+    if redis_client is not None:
+        if not callable(getattr(redis_client, "ping", None)):
+            raise TypeError(
+                f"redis_client must be a redis.Redis client, got {type(redis_client).__name__}"
+            )
+        return SharedLink(redis_client, prefix)
+    if not isinstance(redis_url, str):
+        raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
+    return SharedLink.connect(redis_url, prefix)
 
 
 def _log_transition(host: str, old: str, new: str) -> None:

@@ -1,0 +1,51 @@
+"""A worker process for the fleet tests: calls through a manager that shares state in Redis.
+
+Run as ``python -m tests.fleet_worker --redis URL --url URL --calls N [...]``; prints one
+JSON list with the outcome of each call (a status code, or an exception class name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Optional
+
+from requests_connection_manager import ConnectionManager, ConnectionManagerError
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Make the calls and print their outcomes."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--prefix", default="rcm")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--calls", type=int, required=True)
+    parser.add_argument("--rate", type=int)
+    parser.add_argument("--period", type=int, default=1)
+    parser.add_argument("--strategy", default="sliding-window")
+    parser.add_argument("--threshold", type=int, default=5)
+    parser.add_argument("--recovery", type=float, default=60)
+    args = parser.parse_args(argv)
+    outcomes: list[object] = []
+    with ConnectionManager(
+        max_retries=0,
+        redis_url=args.redis,
+        redis_prefix=args.prefix,
+        rate_limit_requests=args.rate,
+        rate_limit_period=args.period,
+        rate_limit_strategy=args.strategy,
+        circuit_breaker_failure_threshold=args.threshold,
+        circuit_breaker_recovery_timeout=args.recovery,
+        total_timeout=30,
+    ) as cm:
+        for _ in range(args.calls):
+            try:
+                outcomes.append(cm.get(args.url).status_code)
+            except ConnectionManagerError as exc:
+                outcomes.append(type(exc).__name__)
+    print(json.dumps(outcomes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,348 @@
+"""Shared state through a real redis-server: one quota and one breaker for many processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from werkzeug import Request, Response
+
+from requests_connection_manager import (
+    CircuitBreakerOpen,
+    ConnectionManager,
+    RateLimitExceeded,
+)
+from tests.redisserver import RedisServer
+from tests.servers import AppServer
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free loopback port."""
+    with RedisServer() as server:
+        yield server
+
+
+def _workers(count: int, *args: str) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.fleet_worker", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+
+
+def _outcomes(process: subprocess.Popen[str]) -> list[object]:
+    out, err = process.communicate(timeout=45)
+    assert process.returncode == 0, err
+    result: list[object] = json.loads(out)
+    return result
+
+
+def _arrivals(app: AppServer, path: str) -> list[float]:
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def handler(request: Request) -> Response:
+        with lock:
+            times.append(time.monotonic())
+        return Response("ok")
+
+    app.route(path, handler)
+    return times
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    ordered = sorted(times)
+    best = 0
+    start = 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+# ------------------------------------------------------------------- one quota
+def test_three_processes_share_one_sliding_window_quota(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """3 workers x 12 calls under a shared 10/s quota: never more than 10 in any second."""
+    arrivals = _arrivals(app, "/quota")
+    workers = _workers(
+        3,
+        "--redis", redis_server.url,
+        "--url", app.url("/quota"),
+        "--calls", "12",
+        "--rate", "10",
+        "--period", "1",
+        "--strategy", "sliding-window",
+    )  # fmt: skip
+    results = [_outcomes(w) for w in workers]
+    assert results == [[200] * 12] * 3
+    assert len(arrivals) == 36
+    # The limiter grants at most 10 starts in any 1 s window; each arrival then carries its
+    # own latency (a fresh connection costs a few ms more than a kept-alive one), so the
+    # server-side check allows 20 ms of that jitter.
+    assert _max_in_window(arrivals, 0.98) <= 10
+    assert _max_in_window(arrivals, 1.98) <= 20
+
+
+def test_fixed_window_quota_is_shared_too(redis_server: RedisServer, app: AppServer) -> None:
+    """Two managers (as two processes would) draw from one fixed-window quota of 3 per minute."""
+    app.ok("/x")
+    settings = {
+        "redis_url": redis_server.url,
+        "rate_limit_requests": 3,
+        "rate_limit_period": 60,
+        "rate_limit_max_wait": 0,
+    }
+    with ConnectionManager(**settings) as one, ConnectionManager(**settings) as two:  # type: ignore[arg-type]
+        one.get(app.url("/x"))
+        two.get(app.url("/x"))
+        one.get(app.url("/x"))
+        with pytest.raises(RateLimitExceeded):
+            two.get(app.url("/x"))
+    assert app.hits("/x") == 3
+
+
+# ------------------------------------------------------------------- one breaker
+def test_a_breaker_tripped_in_one_process_rejects_in_another(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """Process A trips the breaker; process B is refused without touching the server."""
+    app.ok("/down", b"down", status=500)
+    common = ["--redis", redis_server.url, "--url", app.url("/down"), "--threshold", "2"]
+    tripper = _workers(1, *common, "--calls", "2", "--recovery", "30")
+    assert _outcomes(tripper[0]) == [500, 500]
+    assert app.hits("/down") == 2
+    follower = _workers(1, *common, "--calls", "3", "--recovery", "30")
+    assert _outcomes(follower[0]) == ["CircuitBreakerOpen"] * 3
+    assert app.hits("/down") == 2
+
+
+def test_after_recovery_one_probe_goes_through_across_managers(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """Half-open: of 4 managers calling at once, one probe reaches the server; it closes the breaker."""
+    gate = threading.Event()
+    inside = threading.Event()
+
+    def slow_ok(request: Request) -> Response:
+        inside.set()
+        gate.wait(10)
+        return Response("ok")
+
+    app.ok("/svc", b"down", status=500)
+    settings = {
+        "redis_url": redis_server.url,
+        "max_retries": 0,
+        "circuit_breaker_failure_threshold": 1,
+        "circuit_breaker_recovery_timeout": 1,
+    }
+    managers = [ConnectionManager(**settings) for _ in range(4)]  # type: ignore[arg-type]
+    try:
+        assert managers[0].get(app.url("/svc")).status_code == 500
+        with pytest.raises(CircuitBreakerOpen) as info:
+            managers[1].get(app.url("/svc"))
+        app.route("/svc", slow_ok)
+        time.sleep(info.value.retry_after + 1.05)  # Redis keeps the opening time in whole seconds
+        results: dict[int, object] = {}
+
+        def call(index: int) -> None:
+            try:
+                results[index] = managers[index].get(app.url("/svc")).status_code
+            except CircuitBreakerOpen:
+                results[index] = "open"
+
+        probe = threading.Thread(target=call, args=(0,))
+        probe.start()
+        assert inside.wait(10)
+        others = [threading.Thread(target=call, args=(i,)) for i in (1, 2, 3)]
+        for thread in others:
+            thread.start()
+        for thread in others:
+            thread.join(10)
+        gate.set()
+        probe.join(10)
+        assert results == {0: 200, 1: "open", 2: "open", 3: "open"}
+        assert app.hits("/svc") == 2  # the tripping call and the one probe
+        assert managers[3].get(app.url("/svc")).status_code == 200  # closed for everyone
+    finally:
+        gate.set()
+        for manager in managers:
+            manager.close()
+
+
+# --------------------------------------------------------- CircuitRedisStorage pitfalls
+def test_a_new_manager_does_not_reset_shared_state(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """Starting a process must not reset a shared failure count or an open state."""
+    app.ok("/down", b"down", status=500)
+    settings = {
+        "redis_url": redis_server.url,
+        "max_retries": 0,
+        "circuit_breaker_failure_threshold": 3,
+    }
+    with ConnectionManager(**settings) as first:  # type: ignore[arg-type]
+        first.get(app.url("/down"))
+        first.get(app.url("/down"))
+        with ConnectionManager(**settings) as second:  # type: ignore[arg-type]
+            second.get(app.url("/down"))  # the third failure, counted across both
+            with pytest.raises(CircuitBreakerOpen):
+                first.get(app.url("/down"))
+        with ConnectionManager(**settings) as third, pytest.raises(CircuitBreakerOpen):  # type: ignore[arg-type]
+            third.get(app.url("/down"))
+    assert app.hits("/down") == 3
+
+
+def test_state_names_and_missing_keys(app: AppServer, redis_server: RedisServer) -> None:
+    """Keys hold pybreaker's state names; deleted keys read as a closed, clean breaker."""
+    app.ok("/down", b"down", status=500)
+    app.ok("/ok")
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        with ConnectionManager(
+            redis_client=client,
+            redis_prefix="svc-a",
+            max_retries=0,
+            circuit_breaker_failure_threshold=1,
+        ) as cm:
+            cm.get(app.url("/down"))
+            keys = {k.decode() for k in client.keys("svc-a:*")}
+            state_key = f"svc-a:http://127.0.0.1:{app.port}:pybreaker:state"
+            assert state_key in keys
+            assert client.get(state_key) == b"open"
+            with pytest.raises(CircuitBreakerOpen):
+                cm.get(app.url("/ok"))
+            client.delete(*keys)  # expired, flushed, or another team's cleanup
+            assert cm.get(app.url("/ok")).status_code == 200
+            assert client.get(state_key) == b"closed"
+    finally:
+        client.close()
+
+
+def test_prefixes_keep_managers_apart(app: AppServer, redis_server: RedisServer) -> None:
+    """Two prefixes, two quotas and two breakers, even for the same host."""
+    app.ok("/x")
+    base = {
+        "redis_url": redis_server.url,
+        "rate_limit_requests": 1,
+        "rate_limit_period": 60,
+        "rate_limit_max_wait": 0,
+    }
+    with (
+        ConnectionManager(redis_prefix="team-a", **base) as a,  # type: ignore[arg-type]
+        ConnectionManager(redis_prefix="team-b", **base) as b,  # type: ignore[arg-type]
+    ):
+        a.get(app.url("/x"))
+        b.get(app.url("/x"))
+        with pytest.raises(RateLimitExceeded):
+            a.get(app.url("/x"))
+
+
+# ---------------------------------------------------------------- Redis failing
+def test_redis_killed_mid_run_fails_open_with_one_warning_and_sharing_resumes(
+    app: AppServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Calls go on during the outage with one warning; when Redis is back, state is shared again."""
+    app.ok("/x")
+    settings = {
+        "redis_url": redis_server.url,
+        "rate_limit_requests": 1000,
+        "rate_limit_period": 1,
+        "max_retries": 0,
+    }
+    with (
+        ConnectionManager(**settings) as cm,  # type: ignore[arg-type]
+        caplog.at_level(logging.WARNING, logger="requests_connection_manager"),
+    ):
+        assert cm.get(app.url("/x")).status_code == 200
+        redis_server.stop()
+        for _ in range(20):
+            assert cm.get(app.url("/x")).status_code == 200
+        outage = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(outage) == 1
+        assert cm.get_stats()["shared_state"]["healthy"] is False
+        redis_server.start()  # same port, empty
+        for _ in range(100):  # bounded: the link retries every 2 s
+            cm.get(app.url("/x"))
+            if cm.get_stats()["shared_state"]["healthy"]:
+                break
+            time.sleep(0.05)
+        stats = cm.get_stats()["shared_state"]
+        assert stats == {
+            "enabled": True,
+            "backend": "redis",
+            "prefix": "rcm",
+            "healthy": True,
+            "outages": 1,
+        }
+        assert [r for r in caplog.records if "resumed" in r.getMessage()]
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            cm.get(app.url("/x"))
+            assert client.keys("*"), "the quota lives in Redis again"
+        finally:
+            client.close()
+
+
+def test_unreachable_redis_at_start_is_not_fatal(
+    app: AppServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A manager pointed at a dead Redis works on local state from the first call."""
+    app.ok("/x")
+    from tests.servers import free_port
+
+    with (
+        ConnectionManager(
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            rate_limit_requests=2,
+            rate_limit_period=60,
+            rate_limit_max_wait=0,
+        ) as cm,
+        caplog.at_level(logging.WARNING, logger="requests_connection_manager"),
+    ):
+        cm.get(app.url("/x"))
+        cm.get(app.url("/x"))
+        with pytest.raises(RateLimitExceeded):  # the local twin still limits
+            cm.get(app.url("/x"))
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"redis_url": "redis://x", "redis_client": object()}, ValueError, "not both"),
+        ({"redis_url": "http://not-redis/"}, ValueError, "redis_url"),
+        ({"redis_url": 5}, TypeError, "redis_url"),
+        ({"redis_client": object()}, TypeError, "redis_client"),
+        ({"redis_url": "redis://127.0.0.1:1/0", "redis_prefix": ""}, ValueError, "redis_prefix"),
+        (
+            {"redis_url": "redis://127.0.0.1:1/0", "rate_limit_requests": 5, "rate_limit_period": 0.5},
+            ValueError,
+            "rate_limit_period",
+        ),
+    ],
+)
+def test_bad_shared_state_settings(kwargs: dict[str, object], error: type, match: str) -> None:
+    """Shared-state keywords are validated at construction."""
+    with pytest.raises(error, match=match):
+        ConnectionManager(**kwargs)  # type: ignore[arg-type]
