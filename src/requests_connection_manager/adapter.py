@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import random
 import socket
 import ssl
@@ -401,6 +402,23 @@ class ResilientAdapter(HTTPAdapter):
             return host_params, extended
         return host_params, pool_kwargs
 
+    def close(self) -> None:
+        """Close every pooled connection, then drop the pools.
+
+        urllib3 2's ``PoolManager.clear()`` forgets its pools without closing them (they
+        close when garbage-collected, which a held response delays), so they are closed
+        here first. Connections still checked out close when they are released.
+        """
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            pools = manager.pools
+            for key in list(pools.keys()):
+                try:
+                    pool = pools[key]
+                except KeyError:
+                    continue
+                pool.close()
+        super().close()
+
     # ------------------------------------------------------------------------- the steps
     def _sleep(self, seconds: float) -> None:
         self._clock.sleep(seconds, self._closed)
@@ -635,11 +653,22 @@ class ResilientAdapter(HTTPAdapter):
         return new_retry, wait
 
     def _retry_after(self, retry: Retry, response: Response) -> Optional[float]:
+        """Return the response's Retry-After in seconds; None when absent, unusable or 0.
+
+        urllib3 parses it (seconds or HTTP-date). Newer urllib3 caps the value at its own
+        ``retry_after_max``; the pipeline needs the server's real value (to refuse a wait
+        longer than ours), so it parses with that cap lifted. A value of 0 (or a date in
+        the past) means "no wait asked for", and normal backoff applies, as in urllib3.
+        """
+        if getattr(retry, "retry_after_max", math.inf) < math.inf:
+            retry = retry.new(retry_after_max=math.inf)
         try:
             value = retry.get_retry_after(response.raw)
         except uex.InvalidHeader:
             return None  # garbage or negative: ignored
-        return None if value is None else max(0.0, float(value))
+        if value is None or value <= 0:
+            return None
+        return float(value)
 
     def _backoff(self, retry: Retry) -> float:
         """Full jitter: uniform in ``[0, min(backoff_max, factor * 2 ** (retries - 1))]``."""
