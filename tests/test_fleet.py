@@ -98,10 +98,11 @@ def test_three_processes_share_one_sliding_window_quota(
     assert results == [[200] * 12] * 3
     assert len(arrivals) == 36
     # The limiter grants at most 10 starts in any 1 s window; each arrival then carries its
-    # own latency (a fresh connection costs a few ms more than a kept-alive one), so the
-    # server-side check allows 20 ms of that jitter.
-    assert _max_in_window(arrivals, 0.98) <= 10
-    assert _max_in_window(arrivals, 1.98) <= 20
+    # own latency (a fresh connection costs a few ms more than a kept-alive one, a loaded CI
+    # machine more), so the server-side check allows 50 ms of that jitter. Without the
+    # shared quota all 36 would arrive within a fraction of a second.
+    assert _max_in_window(arrivals, 0.95) <= 10
+    assert _max_in_window(arrivals, 1.95) <= 20
 
 
 def test_fixed_window_quota_is_shared_too(redis_server: RedisServer, app: AppServer) -> None:
@@ -140,7 +141,7 @@ def test_a_breaker_tripped_in_one_process_rejects_in_another(
 def test_after_recovery_one_probe_goes_through_across_managers(
     app: AppServer, redis_server: RedisServer
 ) -> None:
-    """Half-open: of 4 managers calling at once, one probe reaches the server; it closes the breaker."""
+    """Half-open: of 4 managers calling at once, one probe reaches the server and closes it."""
     gate = threading.Event()
     inside = threading.Event()
 
@@ -336,7 +337,11 @@ def test_unreachable_redis_at_start_is_not_fatal(
         ({"redis_client": object()}, TypeError, "redis_client"),
         ({"redis_url": "redis://127.0.0.1:1/0", "redis_prefix": ""}, ValueError, "redis_prefix"),
         (
-            {"redis_url": "redis://127.0.0.1:1/0", "rate_limit_requests": 5, "rate_limit_period": 0.5},
+            {
+                "redis_url": "redis://127.0.0.1:1/0",
+                "rate_limit_requests": 5,
+                "rate_limit_period": 0.5,
+            },
             ValueError,
             "rate_limit_period",
         ),
@@ -346,3 +351,20 @@ def test_bad_shared_state_settings(kwargs: dict[str, object], error: type, match
     """Shared-state keywords are validated at construction."""
     with pytest.raises(error, match=match):
         ConnectionManager(**kwargs)  # type: ignore[arg-type]
+
+
+def test_two_strategies_on_one_prefix_do_not_collide(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """A fixed-window and a sliding-window manager on one host keep separate Redis keys."""
+    app.ok("/x")
+    base = {"redis_url": redis_server.url, "rate_limit_requests": 100, "rate_limit_period": 1}
+    with (
+        ConnectionManager(rate_limit_strategy="fixed-window", **base) as fixed,  # type: ignore[arg-type]
+        ConnectionManager(rate_limit_strategy="sliding-window", **base) as sliding,  # type: ignore[arg-type]
+    ):
+        for _ in range(3):
+            fixed.get(app.url("/x"))
+            sliding.get(app.url("/x"))
+        assert fixed.get_stats()["shared_state"]["healthy"]
+        assert sliding.get_stats()["shared_state"]["healthy"]

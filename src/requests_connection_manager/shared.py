@@ -141,8 +141,10 @@ class SharedLink:
             self._down = True
             self._outages += 1
         logger.warning(
-            "shared state: Redis is unreachable (%s); using local state until it answers again",
+            "shared state: Redis is unreachable or failing (%s); using local state until it "
+            "answers again",
             type(exc).__name__ if exc is not None else "error",
+            exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None,
         )
 
     def _resumed(self) -> None:
@@ -179,7 +181,9 @@ class SharedLink:
         item = RateLimitItemPerSecond(
             settings.requests, int(settings.period), namespace=self.prefix
         )
-        return SharedLimiter(self, self._strategy(settings.strategy), item, key, local)
+        # The strategy is part of the key: the two keep different Redis types under it.
+        identifiers = (key, settings.strategy)
+        return SharedLimiter(self, self._strategy(settings.strategy), item, identifiers, local)
 
     def _strategy(self, name: str) -> Any:
         with self._lock:
@@ -209,20 +213,27 @@ class SharedLink:
 class SharedLimiter:
     """A ``limits`` limiter in Redis, with an in-process twin used while Redis is down."""
 
-    def __init__(self, link: SharedLink, strategy: Any, item: Any, key: str, local: Limiter):
+    def __init__(
+        self,
+        link: SharedLink,
+        strategy: Any,
+        item: Any,
+        identifiers: tuple[str, ...],
+        local: Limiter,
+    ) -> None:
         self._link = link
         self._strategy = strategy
         self._item = item
-        self._key = key
+        self._identifiers = identifiers
         self._local = local
 
     def try_acquire(self) -> float:
         """Take a permit from the shared quota (or the local one during an outage)."""
         if self._link.available():
             try:
-                if self._strategy.hit(self._item, self._key):
+                if self._strategy.hit(self._item, *self._identifiers):
                     return 0.0
-                stats = self._strategy.get_window_stats(self._item, self._key)
+                stats = self._strategy.get_window_stats(self._item, *self._identifiers)
                 return max(float(stats.reset_time) - time.time(), MIN_WAIT)
             except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open to local
                 self._link.failed(exc)
