@@ -16,6 +16,8 @@ BAD: list[tuple[str, Any, type[Exception]]] = [
     ("pool_connections", "10", TypeError),
     ("pool_maxsize", -1, ValueError),
     ("pool_maxsize", 2.5, TypeError),
+    ("pool_maxsize", 10_001, ValueError),
+    ("pool_connections", 10**9, ValueError),
     ("pool_block", "yes", TypeError),
     ("max_retries", -1, ValueError),
     ("max_retries", True, TypeError),

@@ -18,6 +18,7 @@ from urllib3.util.retry import Retry
 
 __all__ = [
     "DEFAULT_STATUS_FORCELIST",
+    "MAX_POOL_SIZE",
     "POLICY_KEYS",
     "SCOPED_KEYS",
     "STRATEGIES",
@@ -46,6 +47,9 @@ DEFAULT_STATUS_FORCELIST = frozenset({429, 500, 502, 503, 504})
 STRATEGIES = ("fixed-window", "sliding-window")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: Largest ``pool_connections`` / ``pool_maxsize``: urllib3 allocates a pool's slots up front.
+MAX_POOL_SIZE = 10_000
 
 #: Keywords that give an endpoint its own limiter and breaker (and stats entry).
 SCOPED_KEYS = frozenset(
@@ -147,17 +151,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` if it is an int >= ``minimum``.
+def check_int(name: str, value: Any, minimum: int, maximum: Optional[int] = None) -> int:
+    """Return ``value`` if it is an int >= ``minimum`` (and <= ``maximum`` when given).
 
     Raises:
         TypeError: ``value`` is not an int (bools are refused).
-        ValueError: ``value`` is below ``minimum``.
+        ValueError: ``value`` is out of range.
     """
+    wanted = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise TypeError(f"{name} must be an int {wanted}, got {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an int {wanted}, got {value!r}")
     return value
 
 

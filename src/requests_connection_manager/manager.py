@@ -21,7 +21,15 @@ from .adapter import ResilientAdapter
 from .auth import DEFAULT_API_KEY_HEADER
 from .batch import ProgressCallback, run_batch
 from .clock import Clock, SystemClock
-from .config import CertType, Policy, VerifyType, check_cert, check_int, check_verify
+from .config import (
+    MAX_POOL_SIZE,
+    CertType,
+    Policy,
+    VerifyType,
+    check_cert,
+    check_int,
+    check_verify,
+)
 from .hosts import HostRegistry
 from .plugins import HookType, PluginManager
 from .session import ManagedSession
@@ -64,8 +72,9 @@ class ConnectionManager:
     requests-connection-manager 1.0.0.
 
     Args:
-        pool_connections: Host pools to keep (``HTTPAdapter``), >= 1.
-        pool_maxsize: Connections kept per host pool, >= 1.
+        pool_connections: Host pools to keep (``HTTPAdapter``), 1 to 10,000.
+        pool_maxsize: Connections kept per host pool, 1 to 10,000 (urllib3 allocates a
+            pool's slots when the pool is created).
         max_retries: Retries after the first attempt, >= 0. Ignored when ``retry`` is given.
         backoff_factor: Backoff base in seconds, >= 0: retry ``n`` waits a random time in
             ``[0, backoff_factor * 2 ** (n - 1)]`` (full jitter), capped at the policy's
@@ -159,8 +168,8 @@ class ConnectionManager:
         redis_prefix: str = "rcm",
         clock: Optional[Clock] = None,
     ) -> None:
-        check_int("pool_connections", pool_connections, 1)
-        check_int("pool_maxsize", pool_maxsize, 1)
+        check_int("pool_connections", pool_connections, 1, MAX_POOL_SIZE)
+        check_int("pool_maxsize", pool_maxsize, 1, MAX_POOL_SIZE)
         if not isinstance(pool_block, bool):
             raise TypeError(f"pool_block must be a bool, got {type(pool_block).__name__}")
         verify = check_verify("verify", verify)
