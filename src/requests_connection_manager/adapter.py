@@ -153,14 +153,8 @@ def _low_level(error: rex.RequestException) -> Exception:
         arg = arg.reason
     if isinstance(arg, uex.HTTPError):
         return arg
-    # No urllib3 error inside: classify by the requests class, assuming the worst
-    # (bytes may have reached the server) unless the class says the connection failed.
-    if isinstance(error, rex.ConnectTimeout):
-        return uex.ConnectTimeoutError(str(error))
-    if isinstance(error, rex.ReadTimeout):
-        return uex.ReadTimeoutError(None, "", str(error))  # type: ignore[arg-type]
-    if isinstance(error, rex.SSLError):
-        return uex.SSLError(str(error))
+    # No urllib3 error inside (requests wraps a bare OSError so): assume the worst, that
+    # bytes may have reached the server, so only idempotent requests are replayed.
     return uex.ProtocolError(str(error), error)
 
 
