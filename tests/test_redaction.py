@@ -39,3 +39,10 @@ def test_the_library_logger_has_a_null_handler() -> None:
     """Without logging configured, library warnings do not fall through to stderr."""
     handlers = logging.getLogger(requests_connection_manager.__name__).handlers
     assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+def test_redacting_twice_changes_nothing_more() -> None:
+    """Redaction is idempotent: a message redacted twice (e.g. re-raised) stays the same."""
+    once = redact_text("GET http://h/?api_key=s3 failed [http://h/?token=x]")
+    assert once == f"GET http://h/?api_key={REDACTED} failed [http://h/?token={REDACTED}]"
+    assert redact_text(once) == once

@@ -517,8 +517,13 @@ class ResilientAdapter(HTTPAdapter):
             body = self._read_until(response, read, deadline)
         missing = getattr(response.raw, "length_remaining", None)
         if missing:
+            # Wrapped the way urllib3 reports a broken body, so that the Retry policy sees
+            # a read error (not replayed for a non-idempotent method).
             raise rex.ChunkedEncodingError(
-                uex.IncompleteRead(len(body), missing), response=response
+                uex.ProtocolError(
+                    "Response ended prematurely", uex.IncompleteRead(len(body), missing)
+                ),
+                response=response,
             )
 
     def _read_until(self, response: Response, read: Optional[float], deadline: float) -> bytes:

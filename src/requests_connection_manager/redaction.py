@@ -59,7 +59,9 @@ _PARTS = (
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]*@")
 # A value ends at a separator, whitespace, a quote, or a closing bracket that wraps the URL.
-_QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#\s]+)=(?P<value>[^&;#\s'\")\]>]*)")
+_QUERY_PAIR = re.compile(
+    r"(?P<sep>[?&;])(?P<name>[^=&;#\s]+)=(?P<value>\[REDACTED\]|[^&;#\s'\")\]>]*)"
+)
 
 
 def is_sensitive_field(name: str) -> bool:
