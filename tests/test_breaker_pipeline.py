@@ -178,3 +178,26 @@ def test_4xx_and_429_do_not_count_as_failures(app: AppServer, clock: FakeClock) 
             cm.get(app.url("/nf"))
             cm.get(app.url("/busy"))
         assert cm.get_stats()["circuit_breaker_state"] == "closed"
+
+
+def test_refusals_are_counted_and_offered_to_error_hooks_through_every_entry(
+    app: AppServer, clock: FakeClock
+) -> None:
+    """A refused call (answered before requests prepares it) counts like any other call."""
+    app.fail_then_ok("/x", failures=100, status=500)
+    fallback = requests.Response()
+    fallback.status_code = 203
+    with ConnectionManager(max_retries=0, circuit_breaker_failure_threshold=1, clock=clock) as cm:
+        assert cm.get(app.url("/x")).status_code == 500
+        with pytest.raises(CircuitBreakerOpen):
+            cm.get(app.url("/x"), params={"page": 2})
+        with pytest.raises(CircuitBreakerOpen):
+            cm.session.post(app.url("/other"), json={"a": 1})
+        cm.register_error_hook(lambda ctx: ctx.set_fallback_response(fallback))
+        assert cm.get(app.url("/x")) is fallback
+        stats = cm.get_stats()
+    host = stats["hosts"][f"http://127.0.0.1:{app.port}"]
+    assert stats["requests_made"] == 4
+    assert host["requests"] == 4
+    assert host["rejected_open"] == 3
+    assert app.hits("/x") == 1

@@ -211,6 +211,12 @@ def _retry_cannot_help(low: BaseException) -> bool:
     return False
 
 
+def _state_key(url: str, policy: Policy) -> str:
+    """The key of the host state a request to ``url`` uses: the host key, plus the scope."""
+    key = host_key(url)
+    return f"{key} [{policy.scope}]" if policy.scope else key
+
+
 def _socket_of(response: Response) -> Optional[socket.socket]:
     connection = getattr(response.raw, "connection", None) or getattr(
         response.raw, "_connection", None
@@ -226,7 +232,7 @@ class ResilientAdapter(HTTPAdapter):
     ``http://`` and ``https://`` on the session it owns.
 
     Args:
-        policy_for: Returns the policy for a prepared request (endpoint configs decide).
+        policy_for: Returns the policy for a request URL (endpoint configs decide).
         hosts: The per-host state table.
         clock: The clock all waits and deadlines use.
         closed: Set when the owner closes; waits end early and new sends are refused.
@@ -238,7 +244,7 @@ class ResilientAdapter(HTTPAdapter):
 
     def __init__(
         self,
-        policy_for: Callable[[PreparedRequest], Policy],
+        policy_for: Callable[[str], Policy],
         hosts: HostRegistry,
         clock: Clock,
         closed: threading.Event,
@@ -262,6 +268,33 @@ class ResilientAdapter(HTTPAdapter):
         )
 
     # ----------------------------------------------------------------------- the pipeline
+    def refuse_if_open(self, url: str) -> None:
+        """Refuse a call at once when the breaker of ``url``'s host is open.
+
+        The managed session asks this before requests prepares anything, so a call to a
+        host known to be down costs microseconds and no wire traffic. A host not seen yet,
+        or one whose breaker admits calls, goes on to the full pipeline (which checks again).
+
+        Raises:
+            CircuitBreakerOpen: The host's breaker is open.
+        """
+        policy = self._policy_for(url)
+        if policy.breaker is None:
+            return
+        try:
+            key = _state_key(url, policy)
+        except ValueError:
+            return  # not a URL urllib can split: requests will say what is wrong with it
+        host = self._hosts.peek(key)
+        if host is None or host.breaker is None:
+            return
+        try:
+            host.breaker.check()
+        except CircuitBreakerOpen:
+            host.stats.add("requests")
+            host.stats.add("rejected_open")
+            raise
+
     def send(
         self,
         request: PreparedRequest,
@@ -290,16 +323,14 @@ class ResilientAdapter(HTTPAdapter):
         """
         if self._closed.is_set():
             raise ConnectionManagerError("ConnectionManager is closed; create a new one")
-        policy = self._policy_for(request)
+        url = request.url or ""
+        policy = self._policy_for(url)
         call = CALL.get()
         if policy.verify is not None and not (call is not None and call.verify_explicit):
             verify = policy.verify
         if policy.cert is not None and not (call is not None and call.cert_explicit):
             cert = policy.cert
-        key = host_key(request.url or "")
-        if policy.scope:
-            key = f"{key} [{policy.scope}]"
-        host = self._hosts.acquire(key, policy)
+        host = self._hosts.acquire(_state_key(url, policy), policy)
         try:
             host.stats.add("requests")
             return self._run(request, policy, host, stream, timeout, verify, cert, proxies)

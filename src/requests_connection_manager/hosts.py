@@ -248,6 +248,10 @@ class HostRegistry:
             state.in_flight += 1
         return state
 
+    def peek(self, key: str) -> Optional[HostState]:
+        """Return the state of ``key`` if it is tracked, without creating or warming it."""
+        return self._hosts.get(key)
+
     def release(self, state: HostState) -> None:
         """Mark a request on ``state`` as finished."""
         with self._lock:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import requests
-    from requests import PreparedRequest, Response
+    from requests import Response
     from urllib3.util.retry import Retry
 
     from .plugins import Hook
@@ -210,7 +210,7 @@ class ConnectionManager:
         self._plugins = PluginManager()
         self._hosts = HostRegistry(self._clock, on_transition=_log_transition, shared=self._shared)
         self._adapter = ResilientAdapter(
-            self._policy_for,
+            self._settings.policy_for_url,
             self._hosts,
             self._clock,
             self._closed,
@@ -219,15 +219,16 @@ class ConnectionManager:
             pool_block=pool_block,
         )
         self._session = ManagedSession(
-            self._clock, self._closed, self._plugins, self._settings.credential_headers
+            self._clock,
+            self._closed,
+            self._plugins,
+            self._settings.credential_headers,
+            refuse_early=self._adapter.refuse_if_open,
         )
         self._session.verify = verify
         self._session.cert = cert
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
-
-    def _policy_for(self, request: PreparedRequest) -> Policy:
-        return self._settings.policy_for_url(request.url or "")
 
     # ------------------------------------------------------------------ session surface
     @property

@@ -21,10 +21,13 @@ this session added is removed (requests itself strips only ``Authorization``).
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Union
+import urllib.request
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
 
 import requests
+from requests.sessions import merge_setting
 
 from . import utils
 from .adapter import CALL, CallScope
@@ -56,6 +59,9 @@ _REQUEST_PARAMS = (
     "json",
 )
 
+# requests' own merge of a call setting with the session's (untyped in the stubs).
+_merge_setting = cast("Callable[[Any, Any], Any]", merge_setting)
+
 #: ``(url, include_global) -> headers``: the credential headers for a request to ``url``.
 CredentialsFor = Callable[..., "dict[str, str]"]
 
@@ -74,6 +80,8 @@ class ManagedSession(requests.Session):
         closed: Set when the manager closes.
         plugins: The manager's hooks.
         credentials_for: Returns the credential headers for a URL.
+        refuse_early: Raises ``CircuitBreakerOpen`` for a URL whose host's breaker is
+            open, before anything is prepared (the adapter's ``refuse_if_open``).
     """
 
     def __init__(
@@ -82,8 +90,11 @@ class ManagedSession(requests.Session):
         closed: threading.Event,
         plugins: PluginManager,
         credentials_for: CredentialsFor,
+        refuse_early: Optional[Callable[[str], None]] = None,
     ) -> None:
         super().__init__()
+        self._rcm_refuse_early = refuse_early
+        self._rcm_environment = _ProxyFreeEnvironment()
         self._rcm_clock = clock
         self._rcm_closed = closed
         self._rcm_plugins = plugins
@@ -134,6 +145,13 @@ class ManagedSession(requests.Session):
             )
         token = CALL.set(scope)
         try:
+            if self._rcm_refuse_early is not None:
+                try:
+                    self._rcm_refuse_early(_text(url))
+                except ConnectionManagerError:
+                    with self._rcm_lock:
+                        self._rcm_calls += 1
+                    raise
             response = super().request(method, url, **kwargs)
         except Exception as exc:  # noqa: BLE001 - mapped, offered to error hooks, re-raised
             return self._failed(exc, context, method, url, kwargs)
@@ -175,6 +193,38 @@ class ManagedSession(requests.Session):
         if error is exc:
             raise exc
         raise error from exc
+
+    def merge_environment_settings(
+        self,
+        url: Any,
+        proxies: Any,
+        stream: Any,
+        verify: Any,
+        cert: Any,
+    ) -> Any:
+        """Merge settings with the environment exactly as requests does, only cheaper.
+
+        requests looks up proxy variables in ``os.environ`` on every call, a pure-Python
+        scan that costs about as much as the rest of its per-call work. When the
+        environment names no proxy at all (checked again whenever ``os.environ`` changes),
+        that lookup can only find nothing, so it is skipped; everything else — the CA
+        bundle variables, the merge with the session's settings — is what requests does.
+        With a proxy variable set, requests' own method runs unchanged.
+        """
+        if self.trust_env and self._rcm_environment.has_no_proxies():
+            if verify is True or verify is None:
+                verify = (
+                    os.environ.get("REQUESTS_CA_BUNDLE")
+                    or os.environ.get("CURL_CA_BUNDLE")
+                    or verify
+                )
+            return {
+                "proxies": _merge_setting(proxies, self.proxies),
+                "stream": _merge_setting(stream, self.stream),
+                "verify": _merge_setting(verify, self.verify),
+                "cert": _merge_setting(cert, self.cert),
+            }
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Prepare as requests does, then add the credential headers for the URL."""
@@ -249,6 +299,36 @@ class ManagedSession(requests.Session):
                 added[name] = value
         if scope is not None:
             scope.credentials = added
+
+
+class _ProxyFreeEnvironment:
+    """Tells whether ``os.environ`` names no proxy, recomputing only when it changes.
+
+    Only where ``urllib.request.getproxies`` reads the environment alone (not macOS or
+    Windows, which also read system settings) and ``os.environ`` keeps its data in a dict;
+    elsewhere it always answers False, and requests does its usual lookup.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: tuple[Optional[dict[Any, Any]], bool] = (None, False)
+        data = getattr(os.environ, "_data", None)
+        self._usable = (
+            isinstance(data, dict)
+            and urllib.request.getproxies is urllib.request.getproxies_environment
+        )
+
+    def has_no_proxies(self) -> bool:
+        """True when no proxy variable (nor ``no_proxy``) is set."""
+        if not self._usable:
+            return False
+        data = os.environ._data  # type: ignore[attr-defined]
+        seen, answer = self._snapshot
+        if seen is not None and data == seen:
+            return answer
+        snapshot = dict(data)
+        answer = not urllib.request.getproxies_environment()
+        self._snapshot = (snapshot, answer)
+        return answer
 
 
 def _text(value: Union[str, bytes]) -> str:
