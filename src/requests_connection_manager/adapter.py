@@ -91,6 +91,8 @@ _ATTEMPT_SSL_CONTEXT: contextvars.ContextVar[Optional[ssl.SSLContext]] = context
 
 # Statuses whose Retry-After pauses the host for every caller.
 _PAUSE_STATUSES = frozenset({429, 503})
+# The longest Retry-After reported (about 31 years); longer ones are reported as this.
+_RETRY_AFTER_CEILING = 1e9
 # Body read size, and the granularity at which the deadline is checked while reading.
 _CHUNK = 64 * 1024
 # Errors on which retrying cannot help.
@@ -162,6 +164,10 @@ def _as_requests_error(exc: Exception, request: PreparedRequest) -> rex.RequestE
     """Return ``exc`` as the requests exception requests would have raised; re-raise others."""
     if isinstance(exc, rex.RequestException):
         return exc
+    if isinstance(exc, UnicodeError):  # a header or cookie value HTTP cannot carry
+        return rex.InvalidHeader(
+            f"a header value cannot be encoded for HTTP: {exc}", request=request
+        )
     requests_class = requests_class_for(exc)
     if requests_class is None:
         raise exc  # a programming error (TypeError, ...) is not a transport failure
@@ -379,6 +385,12 @@ class ResilientAdapter(HTTPAdapter):
                 outcome = self._attempt(
                     request, stream, connect, read, deadline, verify, cert, proxies
                 )
+            except BaseException:
+                # Not a transport failure (a programming error, KeyboardInterrupt): it says
+                # nothing about the host, but the admission must be given back.
+                if breaker is not None:
+                    breaker.release(probe)
+                raise
             finally:
                 if token is not None:
                     _ATTEMPT_SSL_CONTEXT.reset(token)
@@ -694,11 +706,17 @@ class ResilientAdapter(HTTPAdapter):
             retry = retry.new(retry_after_max=math.inf)
         try:
             value = retry.get_retry_after(response.raw)
-        except uex.InvalidHeader:
-            return None  # garbage or negative: ignored
+        except (uex.InvalidHeader, ValueError, OverflowError):
+            # Garbage, a negative number or an impossible date: ignored. A number with more
+            # digits than Python parses is a wait longer than anyone allows.
+            header = response.headers.get("Retry-After", "").strip()
+            return _RETRY_AFTER_CEILING if header.isdigit() else None
         if value is None or value <= 0:
             return None
-        return float(value)
+        try:
+            return min(float(value), _RETRY_AFTER_CEILING)
+        except OverflowError:
+            return _RETRY_AFTER_CEILING
 
     def _backoff(self, retry: Retry) -> float:
         """Full jitter: uniform in ``[0, min(backoff_max, factor * 2 ** (retries - 1))]``."""

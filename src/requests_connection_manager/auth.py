@@ -40,6 +40,12 @@ def _check_secret(name: str, value: Any) -> Optional[str]:
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
     if not value or "\r" in value or "\n" in value or "\x00" in value:
         raise ValueError(f"{name} must be a non-empty str without CR, LF or NUL")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{name} must be sendable in an HTTP header (latin-1 characters only)"
+        ) from None
     return value
 
 

@@ -152,8 +152,9 @@ class HostBreaker:
                 remaining = self._open_remaining()
                 if remaining > 0:
                     raise self._refuse(remaining)
+                # Probes still in flight from an earlier half-open period keep counting
+                # until they end, so the bound holds across periods.
                 self._cb.half_open()
-                self._probes = 0
                 state = pybreaker.STATE_HALF_OPEN
             if state == pybreaker.STATE_HALF_OPEN:
                 limit = self._settings.half_open_max_calls

@@ -188,7 +188,10 @@ def check_number(
         return None
     if not _is_number(value):
         raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be {wanted}, got a number too large") from None
     if math.isnan(number) or math.isinf(number) or number < 0 or (positive and number == 0):
         raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return number

@@ -232,6 +232,10 @@ def _table() -> dict[type[BaseException], type[rex.RequestException]]:
     table[TimeoutError] = rex.ReadTimeout
     table[http.client.HTTPException] = rex.ConnectionError
     table[OSError] = rex.ConnectionError
+    # A value that cannot be encoded for HTTP (plain requests lets UnicodeEncodeError out):
+    # while preparing, it is in the URL, params or credentials; the adapter maps the ones
+    # met while sending (headers, cookies) to InvalidHeader. Both are ValueErrors too.
+    table[UnicodeError] = rex.InvalidURL
     return table
 
 

@@ -174,6 +174,13 @@ class ConnectionManager:
             raise TypeError(f"pool_block must be a bool, got {type(pool_block).__name__}")
         verify = check_verify("verify", verify)
         cert = check_cert("cert", cert)
+        if clock is not None and not all(
+            callable(getattr(clock, name, None)) for name in ("monotonic", "time", "sleep")
+        ):
+            raise TypeError(
+                "clock must have monotonic(), time() and sleep(seconds, wake=None), got "
+                f"{type(clock).__name__}"
+            )
         self._settings = Settings(
             {
                 "max_retries": max_retries,
@@ -203,6 +210,8 @@ class ConnectionManager:
                 "basic_auth": basic_auth,
             },
             endpoint_configs,
+            wall_clock_only=clock is not None and not isinstance(clock, SystemClock),
+            shared=redis_url is not None or redis_client is not None,
         )
         self._shared = _shared_link(redis_url, redis_client, redis_prefix, self._settings.policy)
         self._clock: Clock = clock if clock is not None else SystemClock()

@@ -25,8 +25,10 @@ import os
 import threading
 import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
+from urllib.parse import urlsplit
 
 import requests
+import requests.exceptions as rex
 from requests.sessions import merge_setting
 
 from . import utils
@@ -127,6 +129,12 @@ class ManagedSession(requests.Session):
             context = RequestContext(_text(method), _text(url), **kwargs)
             plugins.execute_pre_request_hooks(context)
             method, url, kwargs = context.method, context.url, context.kwargs
+        if isinstance(url, (str, bytes)):
+            try:
+                urlsplit(_text(url))
+            except ValueError as exc:  # requests lets this out for non-HTTP schemes
+                invalid = rex.InvalidURL(f"Invalid URL {_text(url)!r}: {exc}")
+                return self._failed(invalid, context, method, url, kwargs)
         scope = CallScope(
             start=self._rcm_clock.monotonic(),
             verify_explicit=kwargs.get("verify") is not None,

@@ -49,6 +49,9 @@ class Settings:
         policy_kwargs: The policy keywords of the constructor (see ``build_policy``).
         credentials: The global credential keywords.
         endpoint_configs: Pattern to config, as given to the constructor.
+        wall_clock_only: The manager was given its own clock: limiters that read the wall
+            clock (``limits``: the sliding window, and every shared limiter) are refused.
+        shared: Rate limits live in Redis (shared state).
 
     Raises:
         TypeError: A value has the wrong type; the message names it.
@@ -60,10 +63,15 @@ class Settings:
         policy_kwargs: dict[str, Any],
         credentials: dict[str, Any],
         endpoint_configs: Optional[dict[str, dict[str, Any]]] = None,
+        *,
+        wall_clock_only: bool = False,
+        shared: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         self._kwargs = dict(policy_kwargs)
-        self.policy: Policy = build_policy(**self._kwargs)
+        self._wall_clock_only = wall_clock_only
+        self._shared = shared
+        self.policy: Policy = self._checked(build_policy(**self._kwargs))
         self.credentials = Credentials(**check_credentials(credentials))
         self._entries: dict[str, Endpoint] = {}
         self.table: EndpointTable[Endpoint] = EndpointTable()
@@ -142,7 +150,7 @@ class Settings:
         """Change global policy keywords; every endpoint policy is rebuilt over them."""
         with self._lock:
             kwargs = {**self._kwargs, **changes}
-            policy = build_policy(**kwargs)
+            policy = self._checked(build_policy(**kwargs))
             entries = {
                 p: self._endpoint(p, dict(e.config), kwargs) for p, e in self._entries.items()
             }
@@ -162,6 +170,20 @@ class Settings:
             self.credentials = Credentials()
 
     # ------------------------------------------------------------------------- building
+    def _checked(self, policy: Policy) -> Policy:
+        limit = policy.rate_limit
+        if (
+            self._wall_clock_only
+            and limit is not None
+            and (limit.strategy == "sliding-window" or self._shared)
+        ):
+            raise ValueError(
+                "clock: a rate limit kept by 'limits' (rate_limit_strategy='sliding-window', "
+                "or any shared rate limit) reads the wall clock and cannot follow clock=; "
+                "use the fixed-window strategy without shared state under a custom clock"
+            )
+        return policy
+
     def _publish(self, entries: dict[str, Endpoint]) -> None:
         self._entries = entries
         self.table = EndpointTable((e.pattern, e) for e in entries.values())
@@ -196,7 +218,7 @@ class Settings:
                 merged[name] = None  # not overridden: the session's value applies
         scope = parsed.text if SCOPED_KEYS & set(config) else ""
         try:
-            policy = build_policy(**merged, scope=scope)
+            policy = self._checked(build_policy(**merged, scope=scope))
             credentials = check_credentials(
                 {k: v for k, v in config.items() if k in AUTH_FIELDS}, where
             )
