@@ -710,7 +710,8 @@ class ResilientAdapter(HTTPAdapter):
             # Garbage, a negative number or an impossible date: ignored. A number with more
             # digits than Python parses is a wait longer than anyone allows.
             header = response.headers.get("Retry-After", "").strip()
-            return _RETRY_AFTER_CEILING if header.isdigit() else None
+            digits = header.isascii() and header.isdigit()
+            return _RETRY_AFTER_CEILING if digits else None
         if value is None or value <= 0:
             return None
         try:

@@ -50,6 +50,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 #: Largest ``pool_connections`` / ``pool_maxsize``: urllib3 allocates a pool's slots up front.
 MAX_POOL_SIZE = 10_000
+#: Largest ``retry_budget_burst``.
+MAX_RETRY_BUDGET_BURST = 1_000_000
 
 #: Keywords that give an endpoint its own limiter and breaker (and stats entry).
 SCOPED_KEYS = frozenset(
@@ -151,6 +153,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, except for ints too long to print (Python refuses > 4300 digits)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
+
+
 def check_int(name: str, value: Any, minimum: int, maximum: Optional[int] = None) -> int:
     """Return ``value`` if it is an int >= ``minimum`` (and <= ``maximum`` when given).
 
@@ -162,7 +171,7 @@ def check_int(name: str, value: Any, minimum: int, maximum: Optional[int] = None
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int {wanted}, got {type(value).__name__}")
     if value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be an int {wanted}, got {value!r}")
+        raise ValueError(f"{name} must be an int {wanted}, got {_shown(value)}")
     return value
 
 
@@ -193,7 +202,7 @@ def check_number(
     except OverflowError:
         raise ValueError(f"{name} must be {wanted}, got a number too large") from None
     if math.isnan(number) or math.isinf(number) or number < 0 or (positive and number == 0):
-        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+        raise ValueError(f"{name} must be {wanted}, got {_shown(value)}")
     return number
 
 
@@ -345,7 +354,7 @@ def build_policy(
         breaker = BreakerSettings(threshold, recovery, probes)
 
     budget: Optional[BudgetSettings] = None
-    burst = check_int("retry_budget_burst", retry_budget_burst, 0)
+    burst = check_int("retry_budget_burst", retry_budget_burst, 0, MAX_RETRY_BUDGET_BURST)
     if retry_budget is not None:
         ratio = check_number("retry_budget", retry_budget, allow_none=True)
         assert ratio is not None

@@ -174,8 +174,11 @@ class ConnectionManager:
             raise TypeError(f"pool_block must be a bool, got {type(pool_block).__name__}")
         verify = check_verify("verify", verify)
         cert = check_cert("cert", cert)
-        if clock is not None and not all(
-            callable(getattr(clock, name, None)) for name in ("monotonic", "time", "sleep")
+        if clock is not None and (
+            isinstance(clock, type)
+            or not all(
+                callable(getattr(clock, name, None)) for name in ("monotonic", "time", "sleep")
+            )
         ):
             raise TypeError(
                 "clock must have monotonic(), time() and sleep(seconds, wake=None), got "
