@@ -368,3 +368,27 @@ def test_two_strategies_on_one_prefix_do_not_collide(
             sliding.get(app.url("/x"))
         assert fixed.get_stats()["shared_state"]["healthy"]
         assert sliding.get_stats()["shared_state"]["healthy"]
+
+
+def test_the_breaker_works_on_its_local_twin_during_an_outage(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """With Redis gone, failures still open the breaker (locally) and refuse calls."""
+    app.ok("/down", b"down", status=500)
+    with ConnectionManager(
+        redis_url=redis_server.url,
+        max_retries=0,
+        circuit_breaker_failure_threshold=2,
+        circuit_breaker_recovery_timeout=30,
+        rate_limit_requests=100,
+        rate_limit_period=1,
+    ) as cm:
+        assert cm.get(app.url("/down")).status_code == 500  # counted in Redis
+        redis_server.stop()
+        # The local twin counts from zero: two failures in the outage open it.
+        assert cm.get(app.url("/down")).status_code == 500
+        assert cm.get(app.url("/down")).status_code == 500
+        with pytest.raises(CircuitBreakerOpen):
+            cm.get(app.url("/down"))
+        assert cm.get_stats()["shared_state"]["healthy"] is False
+    assert app.hits("/down") == 3

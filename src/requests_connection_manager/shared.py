@@ -110,11 +110,6 @@ class SharedLink:
         return cls(client, prefix, owned=True)
 
     # ------------------------------------------------------------------------- health
-    @property
-    def healthy(self) -> bool:
-        """False during an outage."""
-        return not self._down
-
     def available(self) -> bool:
         """Tell whether to use Redis now; during an outage, one caller per interval pings it."""
         if not self._down:
