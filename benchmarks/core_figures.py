@@ -11,6 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 import requests
 
@@ -39,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def per_call(get, url: str, n: int) -> float:
+def per_call(get: Callable[[str], object], url: str, n: int) -> float:
     for _ in range(50):
         get(url)
     start = time.perf_counter()
@@ -48,7 +49,7 @@ def per_call(get, url: str, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def throughput(get, url: str, threads: int, calls: int) -> float:
+def throughput(get: Callable[[str], object], url: str, threads: int, calls: int) -> float:
     with ThreadPoolExecutor(threads) as pool:
         start = time.perf_counter()
         list(pool.map(lambda _: get(url), range(calls)))
@@ -65,7 +66,11 @@ def main() -> None:
     session.mount("http://", adapter)
     cm = ConnectionManager(pool_maxsize=16)
     cm_limited = ConnectionManager(pool_maxsize=16, rate_limit_requests=10**9, rate_limit_period=1)
-    clients = {"bare Session": session.get, "ConnectionManager": cm.get, "CM + limiter": cm_limited.get}
+    clients: dict[str, Callable[[str], object]] = {
+        "bare Session": session.get,
+        "ConnectionManager": cm.get,
+        "CM + limiter": cm_limited.get,
+    }
 
     rounds: dict[str, list[float]] = {k: [] for k in clients}
     for _ in range(5):  # interleave A B C A B C ...

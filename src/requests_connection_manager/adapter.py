@@ -633,7 +633,6 @@ class ResilientAdapter(HTTPAdapter):
         Raises:
             _GiveUp: No further attempt: the caller leaves with the current outcome.
         """
-        url = redact_url(request.url or "")
         response = outcome.response
         retry_after: Optional[float] = None
         if response is not None:
@@ -649,7 +648,9 @@ class ResilientAdapter(HTTPAdapter):
             if not retry.is_retry(method, response.status_code, has_retry_after):
                 return retry, None
             try:
-                new_retry = retry.increment(method, url, response=response.raw)
+                new_retry = retry.increment(
+                    method, redact_url(request.url or ""), response=response.raw
+                )
             except uex.MaxRetryError:
                 raise _GiveUp("retries exhausted") from None
             if retry_after is not None and (
@@ -660,8 +661,9 @@ class ResilientAdapter(HTTPAdapter):
                 bound = (
                     "retry_after_max" if retry_after > policy.retry_after_max else "the deadline"
                 )
+                where = redact_url(request.url or "")
                 raise RateLimitExceeded(
-                    f"{method} {url}: the server asked to wait {retry_after:.3f} s "
+                    f"{method} {where}: the server asked to wait {retry_after:.3f} s "
                     f"(Retry-After), longer than {bound} allows",
                     retry_after=retry_after,
                     host=host.key,
@@ -678,7 +680,7 @@ class ResilientAdapter(HTTPAdapter):
             if _retry_cannot_help(low):
                 raise _GiveUp("retrying cannot help")
             try:
-                new_retry = retry.increment(method, url, error=low)
+                new_retry = retry.increment(method, redact_url(request.url or ""), error=low)
             except uex.MaxRetryError:
                 raise _GiveUp("retries exhausted") from None
             except Exception:  # noqa: BLE001 - what urllib3 re-raises means "do not retry"
