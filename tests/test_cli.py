@@ -377,3 +377,28 @@ def test_module_entry_point_subprocess(app: AppServer) -> None:
         "rcm: error: argument --rate: expected N/PERIOD such as 10/1, 10/s, 100/m or 1000/h, "
         "got 'abc'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "mentions"),
+    [
+        (["demo", "--workers", "many"], "--workers"),
+        (["demo", "--workers", "0"], "--workers"),
+        (["get", "--timeout", "soon", "http://127.0.0.1/"], "--timeout"),
+    ],
+)
+def test_more_bad_numbers_are_one_line_and_exit_2(
+    capsysbinary: Capture, argv: list[str], mentions: str
+) -> None:
+    """Non-numbers and out-of-range numbers for the demo and get options are usage errors."""
+    err = usage_error(capsysbinary, *argv)
+    assert len(err) == 1, err
+    assert mentions in err[0]
+
+
+def test_verbose_single_failed_attempt_is_shown(app: AppServer, capsysbinary: Capture) -> None:
+    """With no retries, -v shows the one attempt and its status."""
+    app.ok("/down", b"x", status=500)
+    code, _, err = run(capsysbinary, "get", "-v", "--retries", "0", app.url("/down"))
+    assert code == 1
+    assert any(line.startswith("rcm: attempt 1: status 500") for line in err), err

@@ -616,3 +616,17 @@ def test_base_exceptions_are_not_swallowed() -> None:
             safe_log_request("GET", "https://example.com/", headers=Interrupting())
     finally:
         logger.setLevel(old_level)
+
+
+def test_log_helpers_accept_bytes_none_and_unserialisable_payloads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bytes method and URL, a None URL and a payload JSON cannot encode are all logged."""
+    with caplog.at_level(logging.DEBUG, logger="requests_connection_manager.utils"):
+        safe_log_request(b"POST", b"http://h/?token=s3cr3t", None, {"when": object()})  # type: ignore[arg-type]
+        safe_log_error(ValueError("boom"), "GET", None)  # type: ignore[arg-type]
+    text = caplog.text
+    assert "POST http://h/?token=[REDACTED]" in text
+    assert "<object>" in text
+    assert "GET -" in text
+    assert "s3cr3t" not in text
