@@ -392,3 +392,29 @@ def test_the_breaker_works_on_its_local_twin_during_an_outage(
             cm.get(app.url("/down"))
         assert cm.get_stats()["shared_state"]["healthy"] is False
     assert app.hits("/down") == 3
+
+
+def test_a_breaker_opened_while_redis_answered_recovers_locally_in_an_outage(
+    app: AppServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The local twin follows the shared state, so an outage keeps it open, then recovering."""
+    app.ok("/svc", b"down", status=500)
+    with (
+        ConnectionManager(
+            redis_url=redis_server.url,
+            max_retries=0,
+            circuit_breaker_failure_threshold=1,
+            circuit_breaker_recovery_timeout=1,
+        ) as cm,
+        caplog.at_level(logging.WARNING, logger="requests_connection_manager"),
+    ):
+        assert cm.get(app.url("/svc")).status_code == 500  # opens, in Redis and in the twin
+        redis_server.stop()
+        with pytest.raises(CircuitBreakerOpen):
+            cm.get(app.url("/svc"))  # the outage is noticed here; the twin is open too
+        app.ok("/svc", b"up")
+        time.sleep(2.2)  # past the recovery timeout and the link's 2 s retry interval
+        assert cm.get(app.url("/svc")).status_code == 200  # the probe, on local state
+        assert cm.get(app.url("/svc")).status_code == 200  # closed again
+        assert cm.get_stats()["shared_state"]["outages"] == 1
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
