@@ -34,6 +34,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Optional
 from unittest import mock
 
+import limits
 import limits.storage.memory
 import pytest
 import requests
@@ -64,7 +65,7 @@ from tests import faults as f
 from tests.fakes import FakeClock
 from tests.faults import FaultServer
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 HERE = __file__  # an existing file: a valid path for ``verify`` and ``cert``
 SSL_CONTEXT = ssl.create_default_context()
