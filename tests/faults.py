@@ -44,9 +44,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Mapping, NamedTuple, Tuple
 
+from tests.loopback import LoopbackServer
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from types import TracebackType
 
 __all__ = [
     "BrokenChunked",
@@ -599,7 +600,7 @@ def _content_length(headers: Mapping[str, str]) -> int:
     return 0
 
 
-class FaultServer:
+class FaultServer(LoopbackServer):
     """Plain-socket server that answers each connection with one :class:`Fault`.
 
     Single use: after :meth:`stop` it cannot be restarted.
@@ -697,60 +698,6 @@ class FaultServer:
             self._threads = [t for t in self._threads if t.is_alive()]
         for sock in leftovers:
             sock.close()
-
-    def __enter__(self) -> FaultServer:
-        """Start the server.
-
-        Returns:
-            The started server.
-        """
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server.
-
-        Args:
-            exc_type: Exception type, if any.
-            exc: Exception, if any.
-            tb: Traceback, if any.
-        """
-        self.stop()
-
-    # ------------------------------------------------------------- addresses
-
-    @property
-    def port(self) -> int:
-        """The bound port.
-
-        Raises:
-            RuntimeError: If the server has not been started.
-        """
-        if self._port is None:
-            raise RuntimeError("FaultServer not started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` without a trailing slash."""
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, path: str = "/") -> str:
-        """Return the absolute URL for ``path``.
-
-        Args:
-            path: Path, with or without a leading slash; may carry a query.
-
-        Returns:
-            The URL.
-        """
-        if not path.startswith("/"):
-            path = "/" + path
-        return self.base_url + path
 
     # --------------------------------------------------------------- script
 

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.loopback import LoopbackServer
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from types import TracebackType
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -101,7 +102,7 @@ def _response(status: int, headers: Mapping[str, str] | None, body: bytes) -> Re
     return Response(body, status=status, headers=dict(headers or {}))
 
 
-class AppServer:
+class AppServer(LoopbackServer):
     """Threaded werkzeug WSGI server on ``127.0.0.1:<ephemeral>`` for tests.
 
     Routes are exact path matches (query strings ignored); unknown paths get
@@ -198,60 +199,6 @@ class AppServer:
             pending[0].join(min(remaining, _POLL_INTERVAL))
         with self._lock:
             self._conn_threads = [t for t in self._conn_threads if t.is_alive()]
-
-    def __enter__(self) -> AppServer:
-        """Start the server.
-
-        Returns:
-            The started server.
-        """
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server.
-
-        Args:
-            exc_type: Exception type, if any.
-            exc: Exception, if any.
-            tb: Traceback, if any.
-        """
-        self.stop()
-
-    # ------------------------------------------------------------- addresses
-
-    @property
-    def port(self) -> int:
-        """The bound port.
-
-        Raises:
-            RuntimeError: If the server has not been started.
-        """
-        if self._port is None:
-            raise RuntimeError("AppServer not started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` without a trailing slash."""
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, path: str = "/") -> str:
-        """Return the absolute URL for ``path``.
-
-        Args:
-            path: Path, with or without a leading slash; may carry a query.
-
-        Returns:
-            The URL.
-        """
-        if not path.startswith("/"):
-            path = "/" + path
-        return self.base_url + path
 
     # ---------------------------------------------------------------- state
 
