@@ -569,7 +569,7 @@ def wire_starts(marker: str) -> Iterator[list[float]]:
 def permit_times() -> Iterator[list[tuple[float, float]]]:
     """Record ``(before, after)`` ``time.monotonic()`` around every permit a limiter grants.
 
-    Wraps ``try_acquire`` of the limiter classes in ``requests_connection_manager.limiter``
+    Wraps ``try_acquire`` of the limiter classes in ``requests_connection_manager._limiter``
     (an internal module: if it changes, the list stays empty and the figure falls back to
     the wire times).
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from requests_connection_manager import CircuitBreakerOpen
-from requests_connection_manager.breaker import HostBreaker
+from requests_connection_manager._breaker import HostBreaker
 from requests_connection_manager.config import BreakerSettings
 from tests.fakes import FakeClock
 

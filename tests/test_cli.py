@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from requests_connection_manager import cli
+from requests_connection_manager import _cli as cli
 from requests_connection_manager.__main__ import main as module_main
-from requests_connection_manager.cli import main, parse_rate
+from requests_connection_manager._cli import main, parse_rate
 from tests.servers import AppServer, free_port
 
 pytestmark = pytest.mark.timeout(30)

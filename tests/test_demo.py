@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from requests_connection_manager.__main__ import main
-from requests_connection_manager.demo import TABLE_HEADERS
+from requests_connection_manager._demo import TABLE_HEADERS
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from requests_connection_manager import demo
+from requests_connection_manager import _demo as demo
 
 pytestmark = pytest.mark.timeout(30)
 

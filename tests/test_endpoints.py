@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from requests_connection_manager.endpoints import EndpointPattern, EndpointTable, split_url
+from requests_connection_manager._endpoints import EndpointPattern, EndpointTable, split_url
 
 pytestmark = pytest.mark.timeout(30)
 

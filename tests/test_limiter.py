@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from requests_connection_manager._limiter import FixedWindowLimiter, LimiterFactory
 from requests_connection_manager.config import RateLimitSettings
-from requests_connection_manager.limiter import FixedWindowLimiter, LimiterFactory
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(10)

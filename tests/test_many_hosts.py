@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from requests_connection_manager import ConnectionManager
+from requests_connection_manager._hosts import HostRegistry, HostState
 from requests_connection_manager.config import Policy, build_policy
-from requests_connection_manager.hosts import HostRegistry, HostState
 from tests.fakes import FakeClock
 from tests.servers import free_port
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import requests_connection_manager
-from requests_connection_manager.redaction import REDACTED, redact_text, redact_url
+from requests_connection_manager._redaction import REDACTED, redact_text, redact_url
 
 
 @pytest.mark.parametrize(

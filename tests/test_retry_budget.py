@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from requests_connection_manager import ConnectionManager, MaxRetriesExceeded
-from requests_connection_manager.budget import RetryBudget
+from requests_connection_manager._budget import RetryBudget
 from tests.fakes import FakeClock
 from tests.servers import AppServer
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from requests_connection_manager import redaction, utils
-from requests_connection_manager.redaction import REDACTED
+from requests_connection_manager import _redaction as redaction
+from requests_connection_manager import utils
+from requests_connection_manager._redaction import REDACTED
 from requests_connection_manager.utils import (
     is_sensitive_field,
     redact_sensitive_data,

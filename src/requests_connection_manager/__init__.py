@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from .adapter import ResilientAdapter
-from .clock import Clock, SystemClock
+from ._adapter import ResilientAdapter
+from ._clock import Clock, SystemClock
+from ._manager import ConnectionManager
 from .exceptions import (
     CircuitBreakerOpen,
     ConnectionManagerError,
     MaxRetriesExceeded,
     RateLimitExceeded,
 )
-from .manager import ConnectionManager
 from .plugins import ErrorContext, HookType, PluginManager, RequestContext, ResponseContext
 from .utils import (
     is_sensitive_field,

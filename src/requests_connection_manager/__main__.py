@@ -1,12 +1,12 @@
 """``python -m requests_connection_manager <command>``: the command line.
 
-The parser and the commands live in :mod:`.cli` (also the ``rcm`` console script);
+The parser and the commands live in :mod:`._cli` (also the ``rcm`` console script);
 ``build_parser`` and ``main`` are re-exported here for compatibility.
 """
 
 from __future__ import annotations
 
-from .cli import PROG, build_parser, main
+from ._cli import PROG, build_parser, main
 
 __all__ = ["build_parser", "main"]
 

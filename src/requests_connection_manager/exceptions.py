@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 import requests.exceptions as rex
 import urllib3.exceptions as uex
 
-from .redaction import redact_text, redact_url
+from ._redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from requests import PreparedRequest, Response

@@ -19,7 +19,7 @@ import threading
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from .redaction import redact_text
+from ._redaction import redact_text
 
 if TYPE_CHECKING:
     from requests import Response

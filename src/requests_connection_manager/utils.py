@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .redaction import REDACTED, is_sensitive_field, redact_text, redact_url
+from ._redaction import REDACTED, is_sensitive_field, redact_text, redact_url
 
 if TYPE_CHECKING:
     from requests import Response

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO, cast
 
+from ._manager import ConnectionManager
 from .exceptions import (
     CircuitBreakerOpen,
     ConnectionManagerError,
     MaxRetriesExceeded,
     RateLimitExceeded,
 )
-from .manager import ConnectionManager
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -1,7 +1,7 @@
 """``ConnectionManager``: a ``requests.Session`` with the resilient pipeline mounted.
 
-The manager validates its configuration once, owns one :class:`~.session.ManagedSession`
-with a :class:`~.adapter.ResilientAdapter` mounted for ``http://`` and ``https://``, and
+The manager validates its configuration once, owns one :class:`~._session.ManagedSession`
+with a :class:`~._adapter.ResilientAdapter` mounted for ``http://`` and ``https://``, and
 offers the ``requests`` verbs plus the whole API of requests-connection-manager 1.0.0:
 endpoint configs, credentials, TLS and timeout setters, hooks, ``batch_request`` and
 ``get_stats``. Every protection lives in the adapter, so ``cm.session`` can be handed to
@@ -17,10 +17,14 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from urllib3.util import Timeout as TimeoutSauce
 
-from .adapter import ResilientAdapter
-from .auth import DEFAULT_API_KEY_HEADER
-from .batch import ProgressCallback, run_batch
-from .clock import Clock, SystemClock
+from ._adapter import ResilientAdapter
+from ._auth import DEFAULT_API_KEY_HEADER
+from ._batch import ProgressCallback, run_batch
+from ._clock import Clock, SystemClock
+from ._hosts import HostRegistry
+from ._session import ManagedSession
+from ._settings import Settings
+from ._shared import SharedLink
 from .config import (
     MAX_POOL_SIZE,
     CertType,
@@ -30,11 +34,7 @@ from .config import (
     check_int,
     check_verify,
 )
-from .hosts import HostRegistry
 from .plugins import HookType, PluginManager
-from .session import ManagedSession
-from .settings import Settings
-from .shared import SharedLink
 
 if TYPE_CHECKING:
     import ssl
@@ -310,7 +310,7 @@ class ConnectionManager:
 
         ``requests_data`` holds ``(method, url, kwargs)`` per request; results (responses,
         or exceptions in place of failed requests) come back in input order. See
-        :func:`~.batch.run_batch` for every argument.
+        :func:`~._batch.run_batch` for every argument.
 
         Returns:
             One response or exception per request, in input order.

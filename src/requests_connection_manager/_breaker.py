@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import pybreaker
 
-from .clock import Clock
+from ._clock import Clock
 from .config import BreakerSettings
 from .exceptions import CircuitBreakerOpen
 
 if TYPE_CHECKING:
-    from .shared import ProbeSlots
+    from ._shared import ProbeSlots
 
 __all__ = ["HostBreaker"]
 

@@ -1,6 +1,6 @@
 """``ManagedSession``: the ``requests.Session`` a manager owns, and what one call does in it.
 
-One call, top to bottom (the per-attempt pipeline is in :mod:`.adapter`)::
+One call, top to bottom (the per-attempt pipeline is in :mod:`._adapter`)::
 
     request(method, url, **kwargs)
         refuse if the manager is closed
@@ -32,7 +32,7 @@ import requests.exceptions as rex
 from requests.sessions import merge_setting
 
 from . import utils
-from .adapter import CALL, CallScope
+from ._adapter import CALL, CallScope
 from .exceptions import ConnectionManagerError, to_contract
 from .plugins import ErrorContext, PluginManager, RequestContext, ResponseContext
 

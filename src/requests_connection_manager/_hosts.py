@@ -13,14 +13,14 @@ from collections import OrderedDict
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .breaker import HostBreaker
-from .budget import RetryBudget
-from .clock import Clock
+from ._breaker import HostBreaker
+from ._budget import RetryBudget
+from ._clock import Clock
+from ._limiter import Limiter, LimiterFactory
 from .config import BreakerSettings, BudgetSettings, Policy, RateLimitSettings
-from .limiter import Limiter, LimiterFactory
 
 if TYPE_CHECKING:
-    from .shared import SharedLink
+    from ._shared import SharedLink
 
 __all__ = ["HostRegistry", "HostState", "HostStats"]
 

@@ -3,12 +3,12 @@
 Commands:
 
 ``get URL``
-    Fetch one URL through a :class:`~.manager.ConnectionManager` configured from the
+    Fetch one URL through a :class:`~._manager.ConnectionManager` configured from the
     flags (``--rate``, ``--retries``, ``--timeout``, ``--total-timeout``) and write the
     body to stdout, byte for byte. ``-v`` shows every attempt, the waits between them and
     the host's counters on stderr.
 ``demo``
-    A self-contained demo against local flaky HTTP servers (see :mod:`.demo`).
+    A self-contained demo against local flaky HTTP servers (see :mod:`._demo`).
 
 Exit status: 0 on success (for ``get``: a 2xx or 3xx response), 1 on a failure (for
 ``get``: a 4xx/5xx response, whose body is still printed, or an error of the exception
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import requests
 
 from . import __version__
-from .demo import (
+from ._demo import (
     DEFAULT_REQUESTS,
     DEFAULT_SEED,
     DEFAULT_WORKERS,
@@ -44,9 +44,9 @@ from .demo import (
     RATE_LIMIT,
     run_demo,
 )
+from ._manager import ConnectionManager
+from ._redaction import redact_text, redact_url
 from .exceptions import CircuitBreakerOpen, ConnectionManagerError, RateLimitExceeded
-from .manager import ConnectionManager
-from .redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pybreaker
 
-from .limiter import MIN_WAIT, Limiter
+from ._limiter import MIN_WAIT, Limiter
 
 if TYPE_CHECKING:
     from datetime import datetime

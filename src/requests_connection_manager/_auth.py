@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Optional
 
-from .redaction import REDACTED
+from ._redaction import REDACTED
 
 __all__ = ["AUTH_FIELDS", "DEFAULT_API_KEY_HEADER", "Credentials", "check_credentials"]
 

@@ -1,7 +1,7 @@
 """The manager's live configuration: global policy, credentials, and endpoint configs.
 
 Readers (every request) see immutable snapshots and take no lock: a policy, a
-:class:`~.auth.Credentials`, an :class:`~.endpoints.EndpointTable`. Writers (the
+:class:`~._auth.Credentials`, an :class:`~._endpoints.EndpointTable`. Writers (the
 manager's setters) validate, build new snapshots under a lock and swap them in, so a
 change takes effect from the next request on and a request never sees half of one.
 """
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Optional
 
-from .auth import AUTH_FIELDS, Credentials, check_credentials
+from ._auth import AUTH_FIELDS, Credentials, check_credentials
+from ._endpoints import EndpointPattern, EndpointTable
 from .config import POLICY_KEYS, SCOPED_KEYS, TLS_KEYS, Policy, build_policy
-from .endpoints import EndpointPattern, EndpointTable
 
 __all__ = ["ENDPOINT_KEYS", "Endpoint", "Settings"]
 

@@ -1,7 +1,7 @@
 """Client-side rate limiters, one per host key, built once.
 
 Both answer the same question without blocking: take a permit now, or say how long
-until one may be free. Waiting is the pipeline's job (:mod:`.adapter`), so it can respect
+until one may be free. Waiting is the pipeline's job (:mod:`._adapter`), so it can respect
 ``rate_limit_max_wait``, the call's deadline and the manager's close.
 """
 

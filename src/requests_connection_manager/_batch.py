@@ -11,8 +11,8 @@ import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+from ._redaction import redact_url
 from .config import check_int
-from .redaction import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

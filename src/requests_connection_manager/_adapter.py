@@ -39,7 +39,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Timeout as TimeoutSauce
 from urllib3.util.retry import Retry
 
-from .clock import Clock
+from ._clock import Clock
+from ._hosts import HostRegistry, HostState
+from ._redaction import redact_url
 from .config import Policy, host_key
 from .exceptions import (
     CircuitBreakerOpen,
@@ -50,8 +52,6 @@ from .exceptions import (
     requests_class_for,
     to_contract,
 )
-from .hosts import HostRegistry, HostState
-from .redaction import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
