@@ -81,6 +81,7 @@ def test_snapshot_counts_calls_failures_and_slow_calls() -> None:
 def test_window_forgets_old_outcomes() -> None:
     """Failures older than the window no longer count toward the ratio."""
     window = FailureRateWindow(window=30.0, buckets=10)
+    assert (window.window, window.buckets) == (30.0, 10)
     for _ in range(10):
         window.record(T0, failed=True)
     assert window.should_trip(T0 + 26.9, failure_rate=0.5, minimum_calls=10)

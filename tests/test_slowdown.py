@@ -23,6 +23,7 @@ def test_the_first_hintless_429_pauses_for_the_initial_time() -> None:
     """Level 0 -> 1: a pause of ``initial`` seconds for every caller."""
     slowdown = _steady(initial=0.5)
     assert slowdown.level == 0
+    assert slowdown.base_pause(0) == 0.0
     assert slowdown.remaining(T0) == 0.0
     assert slowdown.on_throttled(T0, sent_at=T0 - 0.1) == 0.5
     assert slowdown.level == 1

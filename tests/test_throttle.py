@@ -129,6 +129,7 @@ def test_a_backend_refusing_everything_drives_the_probability_towards_one() -> N
 def test_the_window_forgets() -> None:
     """A window after the last refusal, the probability is 0 again."""
     throttle = AdaptiveThrottle(k=2.0, window=120.0, buckets=12, rng=random.Random(2))
+    assert throttle.window == 120.0
     for _ in range(100):
         throttle.should_reject(T0)
     assert throttle.probability(T0) > 0.9
