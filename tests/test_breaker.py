@@ -6,7 +6,7 @@ import pytest
 
 from requests_connection_manager import CircuitBreakerOpen
 from requests_connection_manager._breaker import HostBreaker
-from requests_connection_manager.config import BreakerSettings
+from requests_connection_manager.config import BreakerConfig
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(10)
@@ -19,7 +19,7 @@ def make(
     seen: list[tuple[str, str]] = []
     breaker = HostBreaker(
         "http://h:80",
-        BreakerSettings(threshold, recovery, probes),
+        BreakerConfig(threshold, recovery, probes, failure_rate=None),
         clock,
         on_transition=lambda old, new: seen.append((old, new)),
     )

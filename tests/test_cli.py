@@ -100,7 +100,8 @@ def test_exhausted_status_retries_print_last_body_and_error(
     assert (code, out) == (1, b"still down")
     assert len(err) == 1
     assert err[0].startswith("rcm: error: RetryError: GET ")
-    assert "retries exhausted after 2 attempts; last status 503" in err[0]
+    assert "retries exhausted after 2 attempts: " in err[0]
+    assert "too many 503 error responses" in err[0]
     assert app.hits("/down") == 2
 
 
@@ -137,7 +138,7 @@ def test_verbose_failure_shows_last_attempt_and_error(capsysbinary: Capture) -> 
     assert (code, out) == (1, b"")
     assert re.fullmatch(r"rcm: attempt 1: ConnectionError; retrying in \d+\.\d{3} s", err[2])
     assert err[3] == "rcm: attempt 2: ConnectionError"
-    assert err[4].startswith("rcm: error: ConnectionError: retries exhausted after 2 attempts")
+    assert err[4].startswith(f"rcm: error: ConnectionError: GET {url}: retries exhausted after 2 ")
     assert err[5].startswith("rcm: stats http://127.0.0.1:")
     assert "attempts=2 retries=1 failures=2" in err[5]
 

@@ -270,5 +270,5 @@ def test_secrets_stay_out_of_repr_and_stats() -> None:
     """Neither repr(manager), get_stats() nor the credentials' repr shows a secret."""
     with ConnectionManager(api_key="s3cr3t-key", basic_auth=("ann", "s3cr3t-pw")) as cm:
         cm.set_endpoint_auth("api.example.com", "bearer", token="s3cr3t-token")
-        text = repr(cm) + repr(cm.get_stats()) + repr(cm._settings.credentials)
+        text = repr(cm) + repr(cm.get_stats()) + repr(cm._engine.settings.credentials)
     assert "s3cr3t" not in text

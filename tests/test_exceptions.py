@@ -18,7 +18,8 @@ from requests_connection_manager import (
     MaxRetriesExceeded,
     RateLimitExceeded,
 )
-from requests_connection_manager.exceptions import ERROR_TABLE, flavoured, to_contract
+from requests_connection_manager._boundary import ERROR_TABLE, contract_error
+from requests_connection_manager.exceptions import flavoured
 from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(20)
@@ -72,7 +73,7 @@ def test_mapping_gives_contract_and_requests_class(
     low: BaseException, expected: type[rex.RequestException]
 ) -> None:
     """Each lower-level error maps to a ConnectionManagerError that is the requests class."""
-    mapped = to_contract(low)
+    mapped = contract_error(low)
     assert isinstance(mapped, ConnectionManagerError)
     assert isinstance(mapped, expected)
     assert type(mapped).__name__ == expected.__name__
@@ -80,7 +81,7 @@ def test_mapping_gives_contract_and_requests_class(
 
 def test_programming_errors_are_not_transport_errors() -> None:
     """A TypeError is not mapped: it is a bug in the caller, not a network failure."""
-    assert to_contract(TypeError("bad argument")) is None
+    assert contract_error(TypeError("bad argument")) is None
 
 
 def test_flavoured_classes_are_cached_and_pickle() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from requests_connection_manager._limiter import FixedWindowLimiter, LimiterFactory
-from requests_connection_manager.config import RateLimitSettings
+from requests_connection_manager.config import RateLimitConfig
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(10)
@@ -34,8 +34,8 @@ def test_factory_builds_each_strategy() -> None:
     """The factory builds a fixed window or a limits moving window, per the settings."""
     clock = FakeClock()
     factory = LimiterFactory(clock.monotonic)
-    fixed = factory.build(RateLimitSettings(2, 60.0, None, "fixed-window"), "k")
-    sliding = factory.build(RateLimitSettings(2, 60.0, None, "sliding-window"), "k")
+    fixed = factory.build(RateLimitConfig(2, 60.0, None, "fixed-window"), "k")
+    sliding = factory.build(RateLimitConfig(2, 60.0, None, "sliding-window"), "k")
     assert isinstance(fixed, FixedWindowLimiter)
     assert [sliding.try_acquire() for _ in range(2)] == [0.0, 0.0]
     wait = sliding.try_acquire()
@@ -45,7 +45,7 @@ def test_factory_builds_each_strategy() -> None:
 def test_sliding_window_keys_are_independent() -> None:
     """Two host keys in one moving-window storage do not share permits."""
     factory = LimiterFactory(FakeClock().monotonic)
-    settings = RateLimitSettings(1, 60.0, None, "sliding-window")
+    settings = RateLimitConfig(1, 60.0, None, "sliding-window")
     a = factory.build(settings, "http://a:80")
     b = factory.build(settings, "http://b:80")
     assert a.try_acquire() == 0.0

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from requests_connection_manager import ConnectionManager
-from requests_connection_manager._hosts import HostRegistry, HostState
+from requests_connection_manager._hosts import MAX_PAUSE, HostRegistry, HostState
 from requests_connection_manager.config import Policy, build_policy
 from tests.fakes import FakeClock
 from tests.servers import free_port
@@ -72,26 +72,54 @@ def test_an_open_breaker_is_never_dropped_before_its_recovery_time(clock: FakeCl
     assert "d" in _keys(registry)
 
 
-@pytest.mark.parametrize("busy", ["in_flight", "paused", "limiter"])
-def test_busy_hosts_are_not_dropped(clock: FakeClock, busy: str) -> None:
-    """A request in flight, a pending pause or a rate-limit window in use keeps a host."""
+def test_a_host_with_a_request_in_flight_is_never_dropped(clock: FakeClock) -> None:
+    """A host in use stays, even past the bound; once released it may go."""
     policy = build_policy(rate_limit_requests=5, rate_limit_period=10)
     registry = _registry(clock, max_hosts=1)
     state = registry.acquire("a", policy)
-    if busy != "in_flight":
-        registry.release(state)
-    if busy == "paused":
-        state.pause_until(clock.monotonic() + 5)
-    if busy == "limiter":
-        assert state.limiter is not None
-        assert state.limiter.try_acquire() == 0.0
     _use(registry, "b", policy)
     assert "a" in _keys(registry)
-    clock.advance(11)
-    if busy == "in_flight":
-        registry.release(state)
+    registry.release(state)
     _use(registry, "c", policy)
     assert "a" not in _keys(registry)
+
+
+def _make_busy(state: HostState, busy: str, clock: FakeClock) -> None:
+    if busy == "paused":
+        state.pause_until(clock.monotonic() + 5, clock.monotonic())
+    else:
+        assert state.limiter is not None
+        assert state.limiter.try_acquire() == 0.0
+
+
+@pytest.mark.parametrize("busy", ["paused", "limiter"])
+def test_hosts_holding_a_pause_or_window_go_after_clean_ones(clock: FakeClock, busy: str) -> None:
+    """A pending pause or a rate-limit window in use keeps a host while a clean one can go."""
+    policy = build_policy(rate_limit_requests=5, rate_limit_period=10)
+    registry = _registry(clock, max_hosts=2)
+    _make_busy(_use(registry, "a", policy), busy, clock)
+    _use(registry, "b", policy)
+    _use(registry, "c", policy)
+    assert _keys(registry) == ["a", "c"]
+
+
+@pytest.mark.parametrize("busy", ["paused", "limiter"])
+def test_the_table_stays_bounded_when_every_host_holds_state(clock: FakeClock, busy: str) -> None:
+    """Hosts that all hold a pause (or a window) are dropped rather than grow the table."""
+    policy = build_policy(rate_limit_requests=5, rate_limit_period=10)
+    registry = _registry(clock, max_hosts=2)
+    for key in "abcdef":
+        _make_busy(_use(registry, key, policy), busy, clock)
+        assert len(_keys(registry)) <= 2
+    assert _keys(registry) == ["e", "f"]
+
+
+def test_a_pause_is_capped(clock: FakeClock) -> None:
+    """A pause of years (a hostile Retry-After) is cut to MAX_PAUSE."""
+    state = HostState("a")
+    now = clock.monotonic()
+    assert state.pause_until(now + 1e12, now) == MAX_PAUSE
+    assert state.paused_for(now) == MAX_PAUSE
 
 
 def test_five_thousand_hosts_grow_memory_by_less_than_5_mib() -> None:

@@ -176,7 +176,8 @@ def test_retry_after_is_honoured_in_both_forms(app: AppServer, clock: FakeClock,
         assert cm.get(app.url("/x")).status_code == 200
     assert app.hits("/x") == 2
     (slept,) = clock.sleeps
-    assert 5.0 < slept <= 7.0
+    # The pause, plus the spread that keeps waiters from waking at once (up to 1 s).
+    assert 5.0 < slept <= 8.0
 
 
 def test_retry_after_longer_than_the_cap_raises_at_once(app: AppServer, clock: FakeClock) -> None:
@@ -223,10 +224,11 @@ def test_retry_after_pauses_the_host_for_every_caller(app: AppServer, clock: Fak
         worker.join(10)
         stats = cm.get_stats()["hosts"]
     assert result == [200]
-    assert clock.sleeps == [pytest.approx(30.0)]
+    (slept,) = clock.sleeps
+    assert 30.0 <= slept <= 31.0  # the pause, plus up to 1 s of spread
     (host,) = stats.values()
     assert host["throttled"] == 1
-    assert host["throttle_wait_seconds"] == pytest.approx(30.0)
+    assert host["throttle_wait_seconds"] == pytest.approx(slept)
 
 
 def test_pause_longer_than_the_cap_refuses_other_callers(app: AppServer, clock: FakeClock) -> None:

@@ -98,8 +98,9 @@ def test_budget_denial_ends_the_call_with_its_real_outcome(
     """With the bucket empty, a failing call makes one attempt and says why it stopped."""
     app.fail_then_ok("/down", failures=100, status=503)
     with _manager(clock, retry_budget=0.0, retry_budget_burst=0) as cm:
-        with pytest.raises(MaxRetriesExceeded, match="retry budget") as info:
+        with pytest.raises(MaxRetriesExceeded, match="too many 503 error responses") as info:
             cm.get(app.url("/down"))
+        assert info.value.reason == "the host's retry budget is spent"
         assert isinstance(info.value, requests.exceptions.RetryError)
         assert info.value.attempts == 1
         assert info.value.last_response is not None

@@ -2,16 +2,32 @@
 
 ``from requests_connection_manager import ConnectionManager`` gives a drop-in wrapper of
 ``requests.Session`` with pooled connections, retries with full-jitter backoff, a per-host
-rate limiter, a per-host circuit breaker and one family of exceptions.
+rate limiter, a per-host circuit breaker, server-advised quotas and one family of
+exceptions.
+
+Public modules: this package, :mod:`.exceptions`, :mod:`.plugins` and :mod:`.utils`
+(where requests-connection-manager 1.0.0 had them), :mod:`.config` (the frozen
+configuration objects) and :mod:`.events` (the event stream). Everything else is private.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ._adapter import ResilientAdapter
 from ._clock import Clock, SystemClock
 from ._manager import ConnectionManager
+from ._pipeline import ResilientAdapter
+from ._session import ConnectionManagerMixin
+from .config import (
+    BreakerConfig,
+    BudgetConfig,
+    Policy,
+    RateLimitConfig,
+    RetryConfig,
+    SignalsConfig,
+    TimeoutConfig,
+    TLSConfig,
+)
 from .exceptions import (
     CircuitBreakerOpen,
     ConnectionManagerError,
@@ -33,19 +49,28 @@ __version__ = "2.0.0.dev0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "BreakerConfig",
+    "BudgetConfig",
     "CircuitBreakerOpen",
     "Clock",
     "ConnectionManager",
     "ConnectionManagerError",
+    "ConnectionManagerMixin",
     "ErrorContext",
     "HookType",
     "MaxRetriesExceeded",
     "PluginManager",
+    "Policy",
+    "RateLimitConfig",
     "RateLimitExceeded",
     "RequestContext",
     "ResilientAdapter",
     "ResponseContext",
+    "RetryConfig",
+    "SignalsConfig",
     "SystemClock",
+    "TLSConfig",
+    "TimeoutConfig",
     "__version__",
     "is_sensitive_field",
     "redact_sensitive_data",

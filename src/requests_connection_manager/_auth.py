@@ -84,6 +84,13 @@ def check_credentials(values: dict[str, Any], where: str = "") -> dict[str, Any]
                     f"{where}basic_auth: the username may not contain ':' and neither part "
                     "CR, LF or NUL"
                 )
+            try:
+                f"{user}:{password}".encode()
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"{where}basic_auth: the username and password must be text UTF-8 can "
+                    "encode (no lone surrogates)"
+                ) from None
             out[name] = (user, password)
         else:
             out[name] = _check_secret(f"{where}{name}", value)

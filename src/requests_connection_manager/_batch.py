@@ -12,7 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ._redaction import redact_url
-from .config import check_int
+from ._validate import check_int
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -14,6 +14,9 @@ What this adds to pybreaker:
 - at most ``half_open_max_calls`` probes in flight while half-open (pybreaker's
   ``calling()`` admits every concurrent caller);
 - the call whose failure opens the breaker gets its real error, not ``CircuitBreakerError``;
+- a second way to open: the share of failed attempts over a sliding time window
+  (:class:`~._failure_rate.FailureRateWindow`), with a minimum number of attempts, where
+  an attempt slower than ``slow_call_duration`` counts as failed;
 - an injectable clock for the opening time, so the state machine can be tested instantly.
 """
 
@@ -26,7 +29,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 import pybreaker
 
 from ._clock import Clock
-from .config import BreakerSettings
+from ._failure_rate import FailureRateWindow
+from .config import BreakerConfig
 from .exceptions import CircuitBreakerOpen
 
 if TYPE_CHECKING:
@@ -66,7 +70,7 @@ class HostBreaker:
     def __init__(
         self,
         host: str,
-        settings: BreakerSettings,
+        settings: BreakerConfig,
         clock: Clock,
         on_transition: Optional[Callable[[str, str], None]] = None,
         storage: Optional[pybreaker.CircuitBreakerStorage] = None,
@@ -87,6 +91,7 @@ class HostBreaker:
         self._lock = threading.Lock()
         self._probes = 0
         self._slots = probe_slots
+        self._window = None if settings.failure_rate is None else FailureRateWindow(settings.window)
 
     @property
     def state(self) -> str:
@@ -111,6 +116,8 @@ class HostBreaker:
         return max(0.0, self._settings.recovery_timeout - elapsed)
 
     def _trip(self) -> None:
+        if self._window is not None:
+            self._window.reset()
         self._cb.open()
         # Stamp the opening with our clock (pybreaker stamps the wall clock itself).
         self._storage.opened_at = datetime.fromtimestamp(self._clock.time(), timezone.utc)
@@ -173,26 +180,50 @@ class HostBreaker:
         if self._slots is not None:
             self._slots.give()
 
-    def record_success(self, probe: bool) -> None:
+    def _ratio_trips(self, now: float, failed: bool, slow: bool) -> bool:
+        settings = self._settings
+        if settings.failure_rate is None:
+            return False
+        window = self._window
+        if window is None:
+            window = self._window = FailureRateWindow(settings.window)
+        window.record(now, failed, slow)
+        return window.should_trip(now, settings.failure_rate, settings.minimum_calls)
+
+    def record_success(self, probe: bool, now: float = 0.0, slow: bool = False) -> bool:
         """Report a successful attempt: a probe's success closes the breaker.
 
         Args:
             probe: What :meth:`admit` returned for this attempt.
+            now: Monotonic time the attempt ended (for the failure-rate window).
+            slow: The attempt took longer than ``slow_call_duration``.
+
+        Returns:
+            True when this attempt opened the breaker (a slow attempt tipping the ratio).
         """
         with self._lock:
             if probe:
                 self._end_probe()
             state = self._storage.state
             if state == pybreaker.STATE_HALF_OPEN and probe:
+                if self._window is not None:
+                    self._window.reset()
                 self._cb.close()
-            elif state == pybreaker.STATE_CLOSED and self._storage.counter:
-                self._storage.reset_counter()
+            elif state == pybreaker.STATE_CLOSED:
+                if self._storage.counter:
+                    self._storage.reset_counter()
+                if self._ratio_trips(now, False, slow):
+                    self._trip()
+                    return True
+            return False
 
-    def record_failure(self, probe: bool) -> bool:
+    def record_failure(self, probe: bool, now: float = 0.0, slow: bool = False) -> bool:
         """Report a failed attempt.
 
         Args:
             probe: What :meth:`admit` returned for this attempt.
+            now: Monotonic time the attempt ended (for the failure-rate window).
+            slow: The attempt took longer than ``slow_call_duration``.
 
         Returns:
             True when this failure opened the breaker.
@@ -209,7 +240,8 @@ class HostBreaker:
             if state == pybreaker.STATE_OPEN:
                 return False  # a late result of an attempt admitted before the breaker opened
             self._storage.increment_counter()
-            if self._storage.counter >= self._settings.failure_threshold:
+            ratio = self._ratio_trips(now, True, slow)
+            if ratio or self._storage.counter >= self._settings.failure_threshold:
                 self._trip()
                 return True
             return False
@@ -224,8 +256,11 @@ class HostBreaker:
             with self._lock:
                 self._end_probe()
 
-    def is_idle(self) -> bool:
+    def is_idle(self, now: Optional[float] = None) -> bool:
         """Tell whether forgetting this breaker loses nothing (closed, no failures counted)."""
+        window = self._window
+        if window is not None and now is not None and window.snapshot(now).failed_or_slow:
+            return False
         return (
             self._storage.state == pybreaker.STATE_CLOSED
             and not self._storage.counter

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .config import check_int, check_number
+from ._validate import check_int, check_number
 
 __all__ = ["BucketRing"]
 

@@ -46,7 +46,14 @@ from ._demo import (
 )
 from ._manager import ConnectionManager
 from ._redaction import redact_text, redact_url
-from .exceptions import CircuitBreakerOpen, ConnectionManagerError, RateLimitExceeded
+from .events import (
+    AttemptFinished,
+    BreakerStateChanged,
+    HostPaused,
+    RequestFinished,
+    RetryScheduled,
+)
+from .exceptions import ConnectionManagerError, MaxRetriesExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -230,57 +237,44 @@ def _http_url(text: str) -> str:
 
 
 # ------------------------------------------------------------------------- get command
-class _Progress(logging.Handler):
-    """Writes the library's log records as ``rcm:`` lines and numbers the attempts.
+class _Progress:
+    """Writes what the manager does as ``rcm:`` lines: a subscriber of its event stream.
 
-    The adapter logs one INFO record per retry (``retrying %s %s (attempt %d failed:
-    %s); waiting %.3f s``); a response hook reports the attempt that produced the response
-    of each redirect hop.
+    One line per attempt that is retried (its outcome and the wait), per attempt that
+    ends a request (from a response hook, which knows a redirect's ``Location``, or from
+    the request's end when it failed), per breaker change, pause and shared-state change.
     """
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.failed_attempts = 0  # attempts that failed in the current redirect hop
+        self._last: dict[int, str] = {}  # request id -> outcome of its latest attempt
+        self._attempt = 1  # number of the latest attempt (the CLI makes one call)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Write one record to stderr."""
-        try:
-            args = record.args
-            if (
-                isinstance(record.msg, str)
-                and record.msg.startswith("retrying ")
-                and isinstance(args, tuple)
-                and len(args) == 5
-                and isinstance(args[2], int)
-                and isinstance(args[4], (int, float))
-            ):
-                self.failed_attempts = args[2]
-                _report(f"attempt {args[2]}: {args[3]}; retrying in {args[4]:.3f} s")
-            else:
-                _report(_one_line(redact_text(record.getMessage())))
-        except Exception:  # noqa: BLE001 - a handler must not break the request it logs
-            self.handleError(record)
+    def __call__(self, event: Any) -> None:
+        """Write the line ``event`` deserves, if any."""
+        if isinstance(event, AttemptFinished):
+            self._attempt = event.attempt
+            self._last[event.request_id] = (
+                f"status {event.status}" if event.status is not None else str(event.error)
+            )
+        elif isinstance(event, RetryScheduled):
+            _report(f"attempt {event.attempt}: {event.outcome}; retrying in {event.wait:.3f} s")
+        elif isinstance(event, RequestFinished):
+            last = self._last.pop(event.request_id, None)
+            if event.error is not None and last is not None:
+                _report(f"attempt {event.attempts}: {last}")
+        elif isinstance(event, BreakerStateChanged):
+            _report(f"circuit breaker for {event.host}: {event.old or 'new'} -> {event.new}")
+        elif isinstance(event, HostPaused):
+            _report(f"{event.host} paused for {event.seconds:.3f} s ({event.source})")
 
     def response_hook(self, response: Response, *args: Any, **kwargs: Any) -> Response:
         """Report the attempt whose response ends a redirect hop (a requests hook)."""
-        line = f"attempt {self.failed_attempts + 1}: status {response.status_code}"
+        line = f"attempt {self._attempt}: status {response.status_code}"
         location = response.headers.get("Location")
         if response.is_redirect and location:
             line += f"; redirect to {redact_url(location)}"
         _report(line)
-        self.failed_attempts = 0
         return response
-
-    def report_failure(self, exc: ConnectionManagerError) -> None:
-        """Report the attempt that ended in ``exc``, when there was one."""
-        response = exc.response
-        if response is not None:
-            outcome = f"status {response.status_code}"
-        elif isinstance(exc, (CircuitBreakerOpen, RateLimitExceeded)):
-            return  # refused before an attempt could start; the error line says why
-        else:
-            outcome = type(exc).__name__
-        _report(f"attempt {self.failed_attempts + 1}: {outcome}")
 
 
 def _write_body(response: Response) -> None:
@@ -334,21 +328,29 @@ def _stats_lines(cm: ConnectionManager) -> list[str]:
     return lines
 
 
+def _error_line(exc: ConnectionManagerError, url: str) -> str:
+    """``error: <class>: GET <url>: [gave up after N attempts: ]<message>``, one line."""
+    detail = _one_line(redact_text(str(exc))) or type(exc).__name__
+    if isinstance(exc, MaxRetriesExceeded):
+        why = getattr(exc, "reason", None) or "gave up"
+        detail = f"{why} after {exc.attempts} attempts: {detail}"
+    return f"error: {type(exc).__name__}: GET {redact_url(url)}: {detail}"
+
+
 def _run_get(args: argparse.Namespace) -> int:
     kwargs = _manager_kwargs(args)
+    progress = _Progress() if args.verbose else None
     try:
         cm = ConnectionManager(**kwargs)
     except (ValueError, TypeError) as exc:
         raise _UsageError(str(exc)) from None
+    # The library's own log lines are not shown: -v shows its events instead, and a
+    # warning would otherwise reach stderr through logging's last-resort handler.
     logger = logging.getLogger(_LOGGER_NAME)
-    saved_level = logger.level
-    progress = _Progress() if args.verbose else None
-    # Without -v the library's log lines are dropped (a warning such as "circuit breaker
-    # opened" would otherwise reach stderr through logging's last-resort handler).
-    handler: logging.Handler = progress if progress is not None else logging.NullHandler()
-    logger.addHandler(handler)
-    if progress is not None and not logger.isEnabledFor(logging.INFO):
-        logger.setLevel(logging.INFO)
+    quiet = logging.NullHandler()
+    logger.addHandler(quiet)
+    if progress is not None:
+        cm.subscribe(progress)
     try:
         with cm:
             call: dict[str, Any] = {}
@@ -359,12 +361,9 @@ def _run_get(args: argparse.Namespace) -> int:
             try:
                 response = cm.get(args.url, **call)
             except ConnectionManagerError as exc:
-                if progress is not None:
-                    progress.report_failure(exc)
                 if exc.response is not None:
                     _write_body(exc.response)
-                message = _one_line(redact_text(str(exc)))
-                _report(f"error: {type(exc).__name__}: {message}")
+                _report(_error_line(exc, args.url))
                 code = 1
             else:
                 _write_body(response)
@@ -374,8 +373,7 @@ def _run_get(args: argparse.Namespace) -> int:
                     _report(line)
             return code
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved_level)
+        logger.removeHandler(quiet)
 
 
 def _add_get(commands: argparse._SubParsersAction[_Parser]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import random
 import sys
 import textwrap
@@ -34,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO, cast
 
 from ._manager import ConnectionManager
+from .events import BreakerStateChanged
 from .exceptions import (
     CircuitBreakerOpen,
     ConnectionManagerError,
@@ -85,7 +85,6 @@ MANAGER_SETTINGS: dict[str, Any] = {
     "total_timeout": 10,
 }
 
-_LOGGER_NAME = "requests_connection_manager"
 # Width the explanation is wrapped to.
 _WRAP = 100
 
@@ -374,37 +373,20 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-class _BreakerTimeline(logging.Handler):
-    """Collects the library's breaker-transition log lines with their monotonic times."""
+class _BreakerTimeline:
+    """Collects the breaker transitions of the manager's event stream, with their times."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self.events: list[tuple[float, str]] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad log call must not break the demo
-            self.handleError(record)
-            return
-        if "circuit breaker" in message:
-            self.events.append((time.monotonic(), message))
-
-
-@contextlib.contextmanager
-def _capture_breaker_log() -> Iterator[_BreakerTimeline]:
-    """Attach a :class:`_BreakerTimeline` at INFO; restore the logger afterwards."""
-    logger = logging.getLogger(_LOGGER_NAME)
-    handler = _BreakerTimeline()
-    old_level = logger.level
-    logger.addHandler(handler)
-    if not logger.isEnabledFor(logging.INFO):
-        logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, BreakerStateChanged):
+            was = event.old or "new"
+            if event.new == "open":
+                text = f"circuit breaker for {event.host} opened (was {was})"
+            else:
+                text = f"circuit breaker for {event.host}: {was} -> {event.new}"
+            self.events.append((event.time, text))
 
 
 def _one_call(cm: ConnectionManager, server: DemoServer, index: int, tally: _Tally) -> None:
@@ -598,7 +580,7 @@ def _timeline_lines(
         for server in servers:
             message = message.replace(server.key, f"{server.label}")
         lines.append(f"  {when - start:+7.3f} s  {message}")
-    return lines or ["  (no breaker transitions were logged)"]
+    return lines or ["  (no breaker transitions)"]
 
 
 # -------------------------------------------------------------------------------- entry
@@ -640,8 +622,9 @@ def run_demo(
     progress = _Progress(requests, err, enabled=not quiet)
     tally = _Tally(requests, progress.update)
 
-    with _serving(servers), _capture_breaker_log() as timeline:
-        cm = ConnectionManager(pool_maxsize=max(10, workers), **MANAGER_SETTINGS)
+    timeline = _BreakerTimeline()
+    with _serving(servers):
+        cm = ConnectionManager(pool_maxsize=max(10, workers), on_event=timeline, **MANAGER_SETTINGS)
         try:
             start = time.monotonic()
             for server in servers:

@@ -24,13 +24,14 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Optional, TypeVar
-from urllib.parse import urlsplit
+
+from ._url import DEFAULT_PORTS, Target, normalise_host, target_of
 
 __all__ = ["EndpointPattern", "EndpointTable", "split_url"]
 
 T = TypeVar("T")
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = DEFAULT_PORTS
 
 _ACCEPTED = (
     "expected [http:// or https://]HOST[:PORT][/PATH] where HOST is a name "
@@ -47,29 +48,6 @@ def _refuse(text: str, problem: str) -> ValueError:
     return ValueError(f"invalid endpoint pattern {text!r}: {problem}; {_ACCEPTED}")
 
 
-def _normalise_ipv6(host: str) -> Optional[str]:
-    """Return the compressed form of an IPv6 address (zone kept), or None if not one."""
-    try:
-        return ipaddress.IPv6Address(host.replace("%25", "%", 1)).compressed
-    except ValueError:
-        return None
-
-
-def _remove_dot_segments(path: str) -> str:
-    """Resolve ``.`` and ``..`` segments the way a server would (RFC 3986, 5.2.4)."""
-    segments = path.split("/")
-    out: list[str] = []
-    for segment in segments[1:]:
-        if segment == "..":
-            if out:
-                out.pop()
-        elif segment != ".":
-            out.append(segment)
-    if segments[-1] in (".", ".."):
-        out.append("")
-    return "/" + "/".join(out)
-
-
 def split_url(url: str) -> Optional[tuple[str, str, int, str]]:
     """Split ``url`` into the parts endpoint patterns are matched against.
 
@@ -77,38 +55,19 @@ def split_url(url: str) -> Optional[tuple[str, str, int, str]]:
         url: An absolute ``http`` or ``https`` URL.
 
     Returns:
-        ``(scheme, host, port, path)``: the scheme lower-cased; the host lower-cased,
-        without a trailing dot, an IPv6 address without brackets and compressed; the
-        effective port (80 or 443 filled in from the scheme when the URL gives none);
-        the path with ``.`` and ``..`` segments resolved, ``"/"`` when empty. None when
-        the URL cannot be parsed, has no host, has a bad port or a scheme other than
-        ``http`` or ``https``; such a URL matches no pattern.
+        ``(scheme, host, port, path)`` of the URL's one identity (:func:`._url.target_of`:
+        host lower-cased, without a trailing dot, IPv6 compressed, IDNA-encoded; the
+        effective port; the path with dot segments resolved). None when the URL cannot be
+        parsed, has no host, has a bad port or a scheme other than ``http`` or ``https``;
+        such a URL matches no pattern.
 
     Raises:
         TypeError: ``url`` is not a str.
     """
-    if not isinstance(url, str):
-        raise TypeError(f"url must be a str, got {type(url).__name__}")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    target = target_of(url)
+    if target is None:
         return None
-    scheme = parts.scheme.lower()
-    default_port = _DEFAULT_PORTS.get(scheme)
-    if default_port is None:
-        return None
-    host = (parts.hostname or "").lower()
-    if host.endswith("."):
-        host = host[:-1]
-    if not host:
-        return None
-    if ":" in host:
-        host = _normalise_ipv6(host) or host
-    path = parts.path or "/"
-    if "." in path:
-        path = _remove_dot_segments(path)
-    return scheme, host, default_port if port is None else port, path
+    return target.scheme, target.host, target.port, target.path
 
 
 def _parse_host(text: str, host_text: str) -> tuple[str, bool]:
@@ -116,21 +75,25 @@ def _parse_host(text: str, host_text: str) -> tuple[str, bool]:
     if host_text.startswith("["):
         if not host_text.endswith("]"):
             raise _refuse(text, "an IPv6 address must be closed with ']'")
-        address = _normalise_ipv6(host_text[1:-1])
-        if address is None:
-            raise _refuse(text, f"{host_text!r} is not a valid IPv6 address")
+        inner = host_text[1:-1]
+        try:
+            address = ipaddress.IPv6Address(inner.replace("%25", "%", 1)).compressed
+        except ValueError:
+            raise _refuse(text, f"{host_text!r} is not a valid IPv6 address") from None
         return address, False
     wildcard = host_text.startswith("*.")
     name = host_text[2:] if wildcard else host_text
     if "*" in name or host_text == "*":
         raise _refuse(text, "'*' is accepted only as a whole leading label, as in '*.example.com'")
-    if not name.isascii():
-        raise _refuse(text, "the host must be ASCII; write an international name as 'xn--...'")
-    name = name.lower()
-    if name.endswith("."):
-        name = name[:-1]
-    if not name:
-        raise _refuse(text, "the pattern has no host")
+    normalised = normalise_host(name) if name else None
+    if normalised is None:
+        raise _refuse(
+            text,
+            "the pattern has no host"
+            if not name.strip(".")
+            else f"{host_text!r} is not a host name IDNA can encode",
+        )
+    name = normalised
     labels = name.split(".")
     for label in labels:
         if not _LABEL_RE.fullmatch(label):
@@ -254,11 +217,12 @@ class EndpointPattern:
         Raises:
             TypeError: ``url`` is not a str.
         """
-        parts = split_url(url)
-        if parts is None:
+        target = target_of(url)
+        if target is None:
             return False
-        scheme, host, port, path = parts
-        return self._host_matches(host) and self._rest_matches(scheme, port, path)
+        return self._host_matches(target.host) and self._rest_matches(
+            target.scheme, target.port, target.path
+        )
 
     @property
     def specificity(self) -> tuple[int, ...]:
@@ -347,10 +311,20 @@ class EndpointTable(Generic[T]):
         """
         if not self._entries:
             return None
-        parts = split_url(url)
-        if parts is None:
+        return self.match_target(target_of(url))
+
+    def match_target(self, target: Optional[Target]) -> Optional[tuple[EndpointPattern, T]]:
+        """Return the most specific entry whose pattern matches an already parsed URL.
+
+        Args:
+            target: The URL's identity (:func:`._url.target_of`), or None.
+
+        Returns:
+            The ``(pattern, value)`` entry, or None.
+        """
+        if not self._entries or target is None:
             return None
-        scheme, host, port, path = parts
+        scheme, host, port, path = target.scheme, target.host, target.port, target.path
         for pattern, value in self._exact.get(host, ()):
             if pattern._rest_matches(scheme, port, path):
                 return pattern, value

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ._buckets import BucketRing
-from .config import check_int
+from ._validate import check_int
 
 __all__ = ["FailureRateWindow", "WindowCounts"]
 

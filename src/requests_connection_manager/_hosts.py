@@ -1,13 +1,25 @@
-"""Per-host state: limiter, breaker, pause and counters, found in O(1) and bounded in number.
+"""Per-host state: limiter, breaker, pause, quota and counters, found in O(1) and bounded.
 
 A :class:`HostState` is created once per host key, race-free, and kept in a
-least-recently-used table. When the table is over its bound, idle hosts are dropped from
-the cold end (clean ones first); a host with a request in flight, a pause pending, or a
-breaker that still refuses calls (open, within its recovery timeout) is never dropped.
+least-recently-used table. When the table is over its bound, hosts are dropped from the
+cold end, in this order of preference:
+
+1. hosts whose loss changes nothing (clean breaker, no window, no pause);
+2. hosts whose closed breaker has a partial failure count;
+3. hosts paused (a ``Retry-After``, an advertised quota): losing one costs at most one
+   request that the server will answer with a new pause;
+4. hosts with a rate-limit window in use: losing one lets that host's limiter start a new
+   window early. It comes last, and only so that the table stays bounded whatever
+   thousands of hosts a caller (or a hostile redirect chain) may name.
+
+A host with a request in flight, or whose breaker still refuses calls (open, within its
+recovery timeout), is never dropped. Pauses are capped at :data:`MAX_PAUSE`, so a hostile
+``Retry-After`` cannot pin a host for years.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import OrderedDict
 from itertools import islice
@@ -17,20 +29,27 @@ from ._breaker import HostBreaker
 from ._budget import RetryBudget
 from ._clock import Clock
 from ._limiter import Limiter, LimiterFactory
-from .config import BreakerSettings, BudgetSettings, Policy, RateLimitSettings
+from ._quota import QuotaState
+from ._slowdown import HostSlowdown
+from ._throttle import AdaptiveThrottle
 
 if TYPE_CHECKING:
     from ._shared import SharedLink
+    from .config import Policy
 
-__all__ = ["HostRegistry", "HostState", "HostStats"]
+__all__ = ["DEFAULT_MAX_HOSTS", "MAX_PAUSE", "HostRegistry", "HostState", "HostStats"]
 
 #: Hosts kept before idle ones are dropped.
 DEFAULT_MAX_HOSTS = 1024
+#: The longest a host is paused, seconds, whatever a server asks for (one hour).
+MAX_PAUSE = 3600.0
+#: The longest hint-less slow-down pause, seconds (further capped by ``retry_after_max``).
+MAX_SLOWDOWN = 30.0
 
 # How many entries from the cold end one insertion looks at for something to drop.
 _EVICTION_SCAN = 8
 
-_COUNTERS = (
+COUNTERS = (
     "requests",
     "attempts",
     "retries",
@@ -39,77 +58,117 @@ _COUNTERS = (
     "throttled",
     "breaker_opened",
     "retries_denied",
+    "rejected_local",
+    "paused",
 )
 
 
 class HostStats:
-    """Exact counters for one host; every update takes a short lock."""
+    """Exact counters for one host; every update takes one short lock."""
 
     __slots__ = ("_lock", "_values")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
+        self._values: dict[str, float] = dict.fromkeys(COUNTERS, 0)
         self._values["throttle_wait_seconds"] = 0.0
 
-    def add(self, name: str, amount: float = 1) -> None:
-        """Add ``amount`` to the counter ``name``."""
+    def add(self, name: str, amount: float = 1, other: Optional[str] = None) -> None:
+        """Add ``amount`` to the counter ``name`` (and 1 to ``other``, in the same lock)."""
         with self._lock:
             self._values[name] += amount
+            if other is not None:
+                self._values[other] += 1
 
     def snapshot(self) -> dict[str, Any]:
         """Return a consistent copy of the counters."""
         with self._lock:
             values = dict(self._values)
-        out: dict[str, Any] = {name: int(values[name]) for name in _COUNTERS}
+        out: dict[str, Any] = {name: int(values[name]) for name in COUNTERS}
         out["throttle_wait_seconds"] = round(values["throttle_wait_seconds"], 6)
         return out
+
+    def reinit_after_fork(self) -> None:
+        """Give the counters a fresh lock in a forked child."""
+        self._lock = threading.Lock()
 
 
 class HostState:
     """Everything kept per host key.
 
     Attributes:
-        key: ``scheme://host:port``.
-        limiter: The host's rate limiter, or None.
+        key: ``scheme://host:port`` (plus `` [pattern]`` for an endpoint with its own state).
+        policy: The policy the parts were built from.
+        limiter: The host's client rate limiter, or None.
         breaker: The host's breaker, or None.
+        budget: The host's retry budget, or None.
+        quota: What is left of the quota the server advertised.
+        slowdown: The shared pause for 429s that give no hint.
+        throttle: Adaptive client-side throttling, or None.
         stats: The host's counters.
+        in_flight: Attempts on the wire now.
     """
 
     __slots__ = (
         "_lock",
         "_paused_until",
         "breaker",
-        "breaker_settings",
         "budget",
-        "budget_settings",
         "in_flight",
         "key",
-        "limit_settings",
         "limiter",
+        "policy",
+        "quota",
+        "slowdown",
         "stats",
+        "throttle",
+        "users",
     )
 
-    def __init__(
-        self, key: str, limiter: Optional[Limiter], breaker: Optional[HostBreaker]
-    ) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
-        self.limiter = limiter
-        self.breaker = breaker
-        self.limit_settings: Optional[RateLimitSettings] = None
-        self.breaker_settings: Optional[BreakerSettings] = None
+        self.policy: Optional[Policy] = None
+        self.limiter: Optional[Limiter] = None
+        self.breaker: Optional[HostBreaker] = None
         self.budget: Optional[RetryBudget] = None
-        self.budget_settings: Optional[BudgetSettings] = None
+        self.quota = QuotaState()
+        self.slowdown: Optional[HostSlowdown] = None
+        self.throttle: Optional[AdaptiveThrottle] = None
         self.stats = HostStats()
         self.in_flight = 0
+        self.users = 0
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
-    def pause_until(self, until: float) -> None:
-        """Pause the host for every caller until the monotonic time ``until`` (extend only)."""
+    def slowdown_for(self, rng: Any) -> Optional[HostSlowdown]:
+        """The host's slow-down for bare 429s, built on first use (capped by the policy).
+
+        None when ``retry_after_max`` is 0: the caller never waits for the server.
+        """
+        slowdown = self.slowdown
+        if slowdown is None:
+            limit = MAX_SLOWDOWN if self.policy is None else self.policy.retries.retry_after_max
+            maximum = min(MAX_SLOWDOWN, limit)
+            if maximum <= 0:
+                return None
+            slowdown = HostSlowdown(maximum=maximum, initial=min(0.5, maximum), rng=rng)
+            with self._lock:
+                if self.slowdown is None:
+                    self.slowdown = slowdown
+                slowdown = self.slowdown
+        return slowdown
+
+    def pause_until(self, until: float, now: float) -> float:
+        """Pause the host for every caller until ``until`` (extend only; capped).
+
+        Returns:
+            The seconds the host is now paused for, from ``now``.
+        """
+        until = min(until, now + MAX_PAUSE)
         with self._lock:
             if until > self._paused_until:
                 self._paused_until = until
+            return max(0.0, self._paused_until - now)
 
     def paused_for(self, now: float) -> float:
         """Return the seconds the host remains paused at monotonic time ``now``."""
@@ -120,24 +179,37 @@ class HostState:
         out = self.stats.snapshot()
         out["breaker_state"] = self.breaker.state if self.breaker is not None else "disabled"
         out["paused_for"] = round(self.paused_for(now), 3)
+        out["quota_remaining"] = self.quota.known(now)
+        if self.throttle is not None:
+            out["throttle_probability"] = round(self.throttle.probability(now), 4)
         return out
 
-    def evictable(self, now: float, *, lossless: bool) -> bool:
-        """Tell whether this host may be dropped from the table.
+    def evictable(self, now: float, tier: int) -> bool:
+        """Tell whether this host may be dropped from the table (see the module docstring).
 
-        Never while a request is in flight, a pause is pending, its rate-limit window
-        still holds permits, or its breaker still refuses calls. With ``lossless``, only
-        when nothing at all would be lost (a clean closed breaker); without, a closed
-        breaker's partial failure count may go.
+        Args:
+            now: Monotonic time.
+            tier: 0 when nothing may be lost, 1 when a closed breaker's partial count may
+                go, 2 when a pause, a quota count or a rate-limit window may go too.
         """
-        if self.in_flight or self.paused_for(now) > 0.0:
-            return False
-        if self.limiter is not None and not self.limiter.quiet():
+        if self.users or self.in_flight:
             return False
         breaker = self.breaker
-        if breaker is None:
+        if breaker is not None and not (
+            breaker.is_idle(now) if tier == 0 else breaker.can_forget()
+        ):
+            return False
+        if tier >= 2:
             return True
-        return breaker.is_idle() if lossless else breaker.can_forget()
+        if self.paused_for(now) > 0.0 or not self.quota.quiet(now):
+            return False
+        return self.limiter is None or self.limiter.quiet()
+
+    def reinit_after_fork(self) -> None:
+        """Fresh locks in a forked child (parts with locks are rebuilt by the registry)."""
+        self._lock = threading.Lock()
+        self.stats.reinit_after_fork()
+        self.quota.reinit_after_fork()
 
 
 class HostRegistry:
@@ -148,6 +220,7 @@ class HostRegistry:
         on_transition: Called as ``(host_key, old_state, new_state)`` on breaker changes.
         max_hosts: How many hosts to keep before idle ones are dropped.
         shared: Redis-backed state shared with other processes, or None.
+        rng: The random source of the hosts' jitter.
     """
 
     def __init__(
@@ -156,8 +229,10 @@ class HostRegistry:
         on_transition: Optional[Callable[[str, str, str], None]] = None,
         max_hosts: int = DEFAULT_MAX_HOSTS,
         shared: Optional[SharedLink] = None,
+        rng: Optional[random.Random] = None,
     ) -> None:
         self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
         self._shared = shared
         self._limiters = LimiterFactory(clock.monotonic)
         self._on_transition = on_transition
@@ -165,39 +240,37 @@ class HostRegistry:
         self._hosts: OrderedDict[str, HostState] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _create(self, key: str, policy: Policy) -> HostState:
-        state = HostState(key, None, None)
-        self._build(state, policy)
-        return state
-
     def _build(self, state: HostState, policy: Policy) -> None:
-        """(Re)build the limiter and breaker of ``state`` from ``policy``; under the lock."""
-        if state.limit_settings != policy.rate_limit or state.limiter is None:
-            state.limiter = (
-                self._limiter(policy.rate_limit, state.key)
-                if policy.rate_limit is not None
-                else None
-            )
-        state.limit_settings = (
-            policy.rate_limit
-        )  # equal values: keep the limiter, take the new object
-        if state.breaker_settings != policy.breaker or state.breaker is None:
-            state.breaker = (
-                self._breaker(state, policy.breaker) if policy.breaker is not None else None
-            )
-        state.breaker_settings = policy.breaker
-        if state.budget_settings != policy.budget or state.budget is None:
+        """(Re)build the parts of ``state`` whose settings changed; under the lock."""
+        old = state.policy
+        if old is None or old.rate_limit != policy.rate_limit or state.limiter is None:
+            limit = policy.rate_limit
+            state.limiter = None if limit is None else self._limiter(limit, state.key)
+        if old is None or old.breaker != policy.breaker or state.breaker is None:
+            breaker = policy.breaker
+            state.breaker = None if breaker is None else self._breaker(state, policy)
+        if old is None or old.budget != policy.budget or state.budget is None:
             budget = policy.budget
             state.budget = None if budget is None else RetryBudget(budget.ratio, budget.burst)
-        state.budget_settings = policy.budget
+        signals = policy.signals
+        if old is None or old.signals != signals or old.retries != policy.retries:
+            state.slowdown = None  # built on the first bare 429, with the new cap
+            state.throttle = (
+                AdaptiveThrottle(k=signals.adaptive_throttling_k, rng=self._rng)
+                if signals.adaptive_throttling
+                else None
+            )
+        state.policy = policy
 
-    def _limiter(self, settings: RateLimitSettings, key: str) -> Limiter:
+    def _limiter(self, settings: Any, key: str) -> Limiter:
         local = self._limiters.build(settings, key)
         if self._shared is None:
             return local
         return self._shared.limiter(settings, key, local)
 
-    def _breaker(self, state: HostState, settings: BreakerSettings) -> HostBreaker:
+    def _breaker(self, state: HostState, policy: Policy) -> HostBreaker:
+        settings = policy.breaker
+        assert settings is not None
         shared = self._shared
         return HostBreaker(
             state.key,
@@ -212,19 +285,17 @@ class HostRegistry:
 
     def _transition_callback(self, state: HostState) -> Callable[[str, str], None]:
         def changed(old: str, new: str) -> None:
-            if new == "open":
-                state.stats.add("breaker_opened")
             if self._on_transition is not None:
                 self._on_transition(state.key, old, new)
 
         return changed
 
     def acquire(self, key: str, policy: Policy) -> HostState:
-        """Return the state of ``key``, creating it once; mark a request in flight.
+        """Return the state of ``key``, creating it once; it is not dropped until released.
 
         Args:
             key: The host key.
-            policy: The policy to build the limiter and breaker from, on creation.
+            policy: The policy to build the parts from (rebuilt when it changed).
 
         Returns:
             The host state. Call :meth:`release` when the request is done.
@@ -232,20 +303,17 @@ class HostRegistry:
         with self._lock:
             state = self._hosts.get(key)
             if state is None:
-                state = self._create(key, policy)
-                state.in_flight += 1  # before eviction: the new host must not be the one dropped
+                state = HostState(key)
+                self._build(state, policy)
+                state.users += 1  # before eviction: the new host must not be the one dropped
                 self._hosts[key] = state
                 if len(self._hosts) > self._max_hosts:
                     self._evict()
                 return state
             self._hosts.move_to_end(key)
-            if (
-                state.limit_settings is not policy.rate_limit
-                or state.breaker_settings is not policy.breaker
-                or state.budget_settings is not policy.budget
-            ):
+            if state.policy is not policy:
                 self._build(state, policy)  # settings changed: new limiter / breaker
-            state.in_flight += 1
+            state.users += 1
         return state
 
     def peek(self, key: str) -> Optional[HostState]:
@@ -255,20 +323,20 @@ class HostRegistry:
     def release(self, state: HostState) -> None:
         """Mark a request on ``state`` as finished."""
         with self._lock:
-            state.in_flight -= 1
+            state.users -= 1
 
     def _evict(self) -> None:
         """Drop hosts from the cold end until the table is within bounds; O(1) per call.
 
-        Looks at the few least recently used hosts only: first for one whose loss changes
-        nothing, then for one whose breaker is closed (or open past its recovery time).
-        Hosts that cannot go yet are moved to the hot end, so the next look goes further.
+        Looks at the few least recently used hosts only, tier by tier (see the module
+        docstring). Hosts that cannot go yet are moved to the hot end, so the next look
+        goes further.
         """
         now = self._clock.monotonic()
         cold = list(islice(self._hosts.items(), _EVICTION_SCAN))
-        for lossless in (True, False):
+        for tier in (0, 1, 2, 3):
             for key, state in cold:
-                if key in self._hosts and state.evictable(now, lossless=lossless):
+                if key in self._hosts and state.evictable(now, tier):
                     del self._hosts[key]
                     if len(self._hosts) <= self._max_hosts:
                         return
@@ -285,3 +353,13 @@ class HostRegistry:
         """Forget every host."""
         with self._lock:
             self._hosts.clear()
+
+    def reinit_after_fork(self) -> None:
+        """Start the forked child with an empty table, fresh locks and fresh limiters.
+
+        Locks held by other threads of the parent at the fork stay held forever in the
+        child, so nothing that holds one is kept: the child learns its hosts anew.
+        """
+        self._lock = threading.Lock()
+        self._hosts = OrderedDict()
+        self._limiters = LimiterFactory(self._clock.monotonic)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Protocol
 
 from ratelimit import RateLimitException, limits
 
-from .config import RateLimitSettings
+from .config import RateLimitConfig
 
 __all__ = ["MIN_WAIT", "FixedWindowLimiter", "Limiter", "LimiterFactory", "SlidingWindowLimiter"]
 
@@ -115,7 +115,7 @@ class LimiterFactory:
             self._moving_window = MovingWindowRateLimiter(MemoryStorage())
         return self._moving_window
 
-    def build(self, settings: RateLimitSettings, key: str) -> Limiter:
+    def build(self, settings: RateLimitConfig, key: str) -> Limiter:
         """Build the limiter ``settings`` asks for; build one per key and keep it.
 
         Args:

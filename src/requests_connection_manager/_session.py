@@ -1,11 +1,17 @@
-"""``ManagedSession``: the ``requests.Session`` a manager owns, and what one call does in it.
+"""The session side of a call: what happens around the requests of one call.
 
-One call, top to bottom (the per-attempt pipeline is in :mod:`._adapter`)::
+:class:`ConnectionManagerMixin` gives a ``requests.Session`` (or any subclass of it) the
+whole behaviour of ``cm.session``; :class:`ManagedSession` is that mixin on a plain
+``requests.Session``. One call, top to bottom (each request, one per redirect hop, runs
+the pipeline of :mod:`._pipeline`)::
 
     request(method, url, **kwargs)
         refuse if the manager is closed
         pre-request hooks            may change method, URL, headers, payload
-        CallScope                    one total_timeout deadline for the call and its redirects
+        CallScope                    one total_timeout deadline for the call and its redirects;
+                                     the call's secrets, for redaction
+        early refusal                the host's breaker is open: refused before anything
+                                     is prepared
         Session.request              requests: prepare (+ credentials), merge settings, send
             prepare_request          credential headers for the URL asked for
             send                     the adapter's pipeline, once per redirect hop
@@ -14,8 +20,9 @@ One call, top to bottom (the per-attempt pipeline is in :mod:`._adapter`)::
         error hooks                  on failure; a fallback response is returned instead
 
 Credentials: the global ones go only to the origin the caller asked for; an endpoint's go
-to the hosts its pattern matches. On a redirect to another origin, every credential header
-this session added is removed (requests itself strips only ``Authorization``).
+to the hosts its pattern matches. The caller's own header wins in any spelling. On a
+redirect to another origin, every credential header this session added is removed
+(requests itself strips only ``Authorization``).
 """
 
 from __future__ import annotations
@@ -23,25 +30,29 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import urllib.request
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union, cast
 from urllib.parse import urlsplit
 
 import requests
 import requests.exceptions as rex
 from requests.sessions import merge_setting
 
-from . import utils
-from ._adapter import CALL, CallScope
-from .exceptions import ConnectionManagerError, to_contract
-from .plugins import ErrorContext, PluginManager, RequestContext, ResponseContext
+from . import _forksafe, utils
+from ._admission import closed_error
+from ._boundary import contract_errors
+from ._environment import ProxyFreeEnvironment
+from ._exchange import CALL, CallScope
+from ._pipeline import ResilientAdapter
+from ._redaction import Secrets
+from .exceptions import ConnectionManagerError
+from .plugins import ErrorContext, RequestContext, ResponseContext
 
 if TYPE_CHECKING:
     from requests import PreparedRequest, Request, Response
 
-__all__ = ["CLOSED_MESSAGE", "ManagedSession"]
+    from ._engine import Engine
 
-CLOSED_MESSAGE = "ConnectionManager is closed; create a new one"
+__all__ = ["ConnectionManagerMixin", "ManagedSession"]
 
 # The positional parameters of requests.Session.request after method and url.
 _REQUEST_PARAMS = (
@@ -64,44 +75,89 @@ _REQUEST_PARAMS = (
 # requests' own merge of a call setting with the session's (untyped in the stubs).
 _merge_setting = cast("Callable[[Any, Any], Any]", merge_setting)
 
-#: ``(url, include_global) -> headers``: the credential headers for a request to ``url``.
-CredentialsFor = Callable[..., "dict[str, str]"]
+
+class _CallErrors:
+    """The error scope of what a session does outside the pipeline (prepare, redirects)."""
+
+    __slots__ = ("attempts", "gave_up", "key", "reason", "request", "secrets")
+
+    def __init__(self, request: Any, secrets: Optional[Secrets]) -> None:
+        self.request = request
+        self.secrets = secrets
+        self.attempts = 0
+        self.key: Optional[str] = None
+        self.gave_up = False
+        self.reason: Optional[str] = None
 
 
-class ManagedSession(requests.Session):
-    """The ``requests.Session`` a manager owns.
+def _text(value: Union[str, bytes]) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
-    It is a plain ``requests.Session`` (``isinstance`` holds and every API works); in
-    addition it refuses calls once its manager is closed, runs the manager's hooks, adds
-    the manager's credentials where they belong, starts one ``total_timeout`` deadline per
-    call (shared by redirect hops), counts calls, and maps every error raised outside the
-    adapter (URL preparation, too many redirects) into the exception contract.
+
+def _header_names(*mappings: Any) -> set[str]:
+    names: set[str] = set()
+    for mapping in mappings:
+        if mapping:
+            names.update(_text(name).lower() for name in mapping)
+    return names
+
+
+class ConnectionManagerMixin:
+    """Gives a ``requests.Session`` subclass everything ``cm.session`` does.
+
+    Put it before ``requests.Session`` in the bases; it needs the manager's engine, which
+    :class:`~requests_connection_manager.ConnectionManager` passes. See
+    ``docs/compose.md`` for combining it with other session mixins.
 
     Args:
-        clock: The manager's clock.
-        closed: Set when the manager closes.
-        plugins: The manager's hooks.
-        credentials_for: Returns the credential headers for a URL.
-        refuse_early: Raises ``CircuitBreakerOpen`` for a URL whose host's breaker is
-            open, before anything is prepared (the adapter's ``refuse_if_open``).
+        *args: For the next class in the MRO.
+        engine: The manager's shared state.
+        pool_connections: Host pools to keep.
+        pool_maxsize: Connections kept per host pool.
+        pool_block: Wait for a free pooled connection.
+        **kwargs: For the next class in the MRO.
     """
+
+    __attrs__: ClassVar[list[str]] = [*requests.Session.__attrs__, "_rcm_engine"]
+    _rcm_engine: Engine
 
     def __init__(
         self,
-        clock: Any,
-        closed: threading.Event,
-        plugins: PluginManager,
-        credentials_for: CredentialsFor,
-        refuse_early: Optional[Callable[[str], None]] = None,
+        *args: Any,
+        engine: Engine,
+        pool_connections: int = 10,
+        pool_maxsize: int = 10,
+        pool_block: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self._rcm_refuse_early = refuse_early
-        self._rcm_environment = _ProxyFreeEnvironment()
-        self._rcm_clock = clock
-        self._rcm_closed = closed
-        self._rcm_plugins = plugins
-        self._rcm_credentials_for = credentials_for
+        super().__init__(*args, **kwargs)
+        self._rcm_engine = engine
+        adapter = ResilientAdapter(
+            engine,
+            pool_connections=pool_connections,
+            pool_maxsize=pool_maxsize,
+            pool_block=pool_block,
+        )
+        self._rcm_adapter: Optional[ResilientAdapter] = adapter
+        self._rcm_setup()
+        self.mount("http://", adapter)  # type: ignore[attr-defined]
+        self.mount("https://", adapter)  # type: ignore[attr-defined]
+
+    def _rcm_setup(self) -> None:
+        self._rcm_environment = ProxyFreeEnvironment()
         self._rcm_calls = 0
+        self._rcm_lock = threading.Lock()
+        _forksafe.register(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        self._rcm_adapter = next(
+            (a for a in state["adapters"].values() if isinstance(a, ResilientAdapter)), None
+        )
+        self._rcm_setup()
+
+    def reinit_after_fork(self) -> None:
+        """A fresh lock in a forked child."""
         self._rcm_lock = threading.Lock()
 
     @property
@@ -109,13 +165,18 @@ class ManagedSession(requests.Session):
         """Calls made through this session (redirect hops are part of their call)."""
         return self._rcm_calls
 
+    def _rcm_count(self) -> None:
+        with self._rcm_lock:
+            self._rcm_calls += 1
+
     # ----------------------------------------------------------------------------- a call
     def request(
         self, method: Union[str, bytes], url: Union[str, bytes], *args: Any, **kwargs: Any
     ) -> Response:
         """Run one call: hooks around ``requests.Session.request``, failures in the contract."""
-        if self._rcm_closed.is_set():
-            raise ConnectionManagerError(CLOSED_MESSAGE)
+        engine = self._rcm_engine
+        if engine.closed.is_set():
+            raise closed_error()
         if args:
             if len(args) > len(_REQUEST_PARAMS):
                 raise TypeError("too many positional arguments for request()")
@@ -123,46 +184,38 @@ class ManagedSession(requests.Session):
                 if name in kwargs:
                     raise TypeError(f"request() got multiple values for argument {name!r}")
                 kwargs[name] = value
-        plugins = self._rcm_plugins
+        plugins = engine.plugins
         context = None
         if plugins.has_hooks():
             context = RequestContext(_text(method), _text(url), **kwargs)
             plugins.execute_pre_request_hooks(context)
             method, url, kwargs = context.method, context.url, context.kwargs
-        if isinstance(url, (str, bytes)):
-            try:
-                urlsplit(_text(url))
-            except ValueError as exc:  # requests lets this out for non-HTTP schemes
-                invalid = rex.InvalidURL(f"Invalid URL {_text(url)!r}: {exc}")
-                return self._failed(invalid, context, method, url, kwargs)
         scope = CallScope(
-            start=self._rcm_clock.monotonic(),
+            start=engine.clock.monotonic(),
             verify_explicit=kwargs.get("verify") is not None,
             cert_explicit=kwargs.get("cert") is not None,
+            follows_redirects=bool(kwargs.get("allow_redirects", True)),
+            secrets=self._rcm_secrets(kwargs),
         )
-        if kwargs.get("verify") is None and self.verify is not True:
+        if kwargs.get("verify") is None and self.verify is not True:  # type: ignore[attr-defined]
             # requests lets REQUESTS_CA_BUNDLE override a session's verify=False or CA path
             # (psf/requests#3829); a setting made on this session wins here.
-            kwargs["verify"] = self.verify
+            kwargs["verify"] = self.verify  # type: ignore[attr-defined]
         if utils.logger.isEnabledFor(logging.DEBUG):
+            body = kwargs.get("json") if kwargs.get("json") is not None else kwargs.get("data")
             utils.safe_log_request(
-                _text(method),
-                _text(url),
-                kwargs.get("headers"),
-                kwargs.get("json") if kwargs.get("json") is not None else kwargs.get("data"),
+                _text(method), _text(url), kwargs.get("headers"), body, secrets=scope.secrets
             )
         token = CALL.set(scope)
         try:
-            if self._rcm_refuse_early is not None:
-                try:
-                    self._rcm_refuse_early(_text(url))
-                except ConnectionManagerError:
-                    with self._rcm_lock:
-                        self._rcm_calls += 1
-                    raise
-            response = super().request(method, url, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - mapped, offered to error hooks, re-raised
-            return self._failed(exc, context, method, url, kwargs)
+            with contract_errors(_CallErrors(None, scope.secrets)):
+                if isinstance(url, (str, bytes)):
+                    self._rcm_check_url(_text(method), _text(url))
+                response: Response = super().request(  # type: ignore[misc]
+                    method=method, url=url, **kwargs
+                )
+        except Exception as exc:  # noqa: BLE001 - offered to error hooks, then re-raised
+            return self._rcm_failed(exc, context, method, url, kwargs, scope.secrets)
         finally:
             CALL.reset(token)
         if plugins.has_hooks():
@@ -172,54 +225,69 @@ class ManagedSession(requests.Session):
             plugins.execute_post_response_hooks(response_context)
             response = response_context.response
         if utils.logger.isEnabledFor(logging.DEBUG):
-            utils.safe_log_response(response)
+            utils.safe_log_response(response, secrets=scope.secrets)
         return response
 
-    def _failed(
+    def _rcm_check_url(self, method: str, url: str) -> None:
+        """Refuse an unsplittable URL, and a host whose breaker is open, before preparing."""
+        try:
+            urlsplit(url)
+        except ValueError as exc:  # requests lets this out for non-HTTP schemes
+            raise rex.InvalidURL(f"Invalid URL {url!r}: {exc}") from None
+        adapter = self._rcm_adapter
+        if adapter is not None:
+            try:
+                adapter.refuse_if_open(method, url)
+            except ConnectionManagerError:
+                self._rcm_count()
+                raise
+
+    def _rcm_secrets(self, kwargs: dict[str, Any]) -> Secrets:
+        engine = self._rcm_engine
+        names = engine.settings.secret_headers
+        secrets = Secrets.of_headers(self.headers, names)  # type: ignore[attr-defined]
+        headers = kwargs.get("headers")
+        if headers:
+            secrets = secrets | Secrets.of_headers(headers, names)
+        auth = kwargs.get("auth")
+        if isinstance(auth, tuple) and len(auth) == 2:
+            secrets = secrets | Secrets([auth[1]])
+        return secrets
+
+    def _rcm_failed(
         self,
         exc: Exception,
-        context: RequestContext | None,
+        context: Optional[RequestContext],
         method: Union[str, bytes],
         url: Union[str, bytes],
         kwargs: dict[str, Any],
+        secrets: Optional[Secrets],
     ) -> Response:
-        error: Exception = exc
-        if not isinstance(exc, ConnectionManagerError):
-            translated = to_contract(exc)
-            if translated is not None:
-                error = translated
-        plugins = self._rcm_plugins
+        plugins = self._rcm_engine.plugins
         if plugins.has_hooks():
             if context is None:
                 context = RequestContext(_text(method), _text(url), **kwargs)
-            error_context = ErrorContext(error, context)
+            error_context = ErrorContext(exc, context)
             plugins.execute_error_hooks(error_context)
             if error_context.handled and error_context.fallback_response is not None:
                 return error_context.fallback_response
         if utils.logger.isEnabledFor(logging.DEBUG):
-            utils.safe_log_error(error, _text(method), _text(url), level=logging.DEBUG)
-        if error is exc:
-            raise exc
-        raise error from exc
+            utils.safe_log_error(
+                exc, _text(method), _text(url), level=logging.DEBUG, secrets=secrets
+            )
+        raise exc
 
     def merge_environment_settings(
-        self,
-        url: Any,
-        proxies: Any,
-        stream: Any,
-        verify: Any,
-        cert: Any,
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
         """Merge settings with the environment exactly as requests does, only cheaper.
 
-        requests looks up proxy variables in ``os.environ`` on every call, a pure-Python
-        scan that costs about as much as the rest of its per-call work. When the
-        environment names no proxy at all (checked again whenever ``os.environ`` changes),
-        that lookup can only find nothing, so it is skipped; everything else — the CA
-        bundle variables, the merge with the session's settings — is what requests does.
-        With a proxy variable set, requests' own method runs unchanged.
+        When the environment names no proxy at all (checked again whenever it changes),
+        requests' proxy lookup can only find nothing, so it is skipped; everything else —
+        the CA bundle variables, the merge with the session's settings — is what requests
+        does. With a proxy variable set, requests' own method runs unchanged.
         """
-        if self.trust_env and self._rcm_environment.has_no_proxies():
+        if self.trust_env and self._rcm_environment.has_no_proxies():  # type: ignore[attr-defined]
             if verify is True or verify is None:
                 verify = (
                     os.environ.get("REQUESTS_CA_BUNDLE")
@@ -227,24 +295,33 @@ class ManagedSession(requests.Session):
                     or verify
                 )
             return {
-                "proxies": _merge_setting(proxies, self.proxies),
-                "stream": _merge_setting(stream, self.stream),
-                "verify": _merge_setting(verify, self.verify),
-                "cert": _merge_setting(cert, self.cert),
+                "proxies": _merge_setting(proxies, self.proxies),  # type: ignore[attr-defined]
+                "stream": _merge_setting(stream, self.stream),  # type: ignore[attr-defined]
+                "verify": _merge_setting(verify, self.verify),  # type: ignore[attr-defined]
+                "cert": _merge_setting(cert, self.cert),  # type: ignore[attr-defined]
             }
-        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return super().merge_environment_settings(  # type: ignore[misc]
+            url, proxies, stream, verify, cert
+        )
 
     def prepare_request(self, request: Request) -> PreparedRequest:
-        """Prepare as requests does, then add the credential headers for the URL."""
-        prepared = super().prepare_request(request)
-        headers = self._rcm_credentials_for(prepared.url or "", include_global=True)
+        """Prepare as requests does, then add the credential headers for the URL.
+
+        The caller's own header wins, in any spelling (in ``headers=``, in the session's
+        headers, or set to None to send none), and so does the caller's own ``auth=``.
+        """
+        prepared: PreparedRequest = super().prepare_request(request)  # type: ignore[misc]
+        headers = self._rcm_engine.settings.credential_headers(
+            prepared.url or "", include_global=True
+        )
         applied: dict[str, str] = {}
         if headers:
-            explicit_auth = request.auth is not None or self.auth is not None
+            own = _header_names(request.headers, self.headers)  # type: ignore[attr-defined]
+            explicit_auth = request.auth is not None or self.auth is not None  # type: ignore[attr-defined]
             for name, value in headers.items():
-                if name in request.headers or name in self.headers:
+                if name.lower() in own:
                     continue  # the caller's own header wins
-                if name == "Authorization" and explicit_auth:
+                if name.lower() == "authorization" and explicit_auth:
                     continue  # so does the caller's own auth=
                 prepared.headers[name] = value
                 applied[name] = value
@@ -253,27 +330,24 @@ class ManagedSession(requests.Session):
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         """Run ``requests.Session.send`` with one deadline for the call and its redirects."""
-        if self._rcm_closed.is_set():
-            raise ConnectionManagerError(CLOSED_MESSAGE)
+        engine = self._rcm_engine
+        if engine.closed.is_set():
+            raise closed_error()
         scope = CALL.get()
         token = None
         if scope is None:
-            scope = CallScope(start=self._rcm_clock.monotonic())
+            scope = CallScope(
+                start=engine.clock.monotonic(),
+                follows_redirects=bool(kwargs.get("allow_redirects", True)),
+            )
             token = CALL.set(scope)
         if scope.origin is None:  # the first hop of the call
             scope.origin = request.url
             scope.credentials = dict(getattr(request, "_rcm_credentials", {}))
-            with self._rcm_lock:
-                self._rcm_calls += 1
+            self._rcm_count()
         try:
-            return super().send(request, **kwargs)
-        except ConnectionManagerError:
-            raise
-        except Exception as exc:
-            translated = to_contract(exc, request=request)
-            if translated is None:
-                raise
-            raise translated from exc
+            with contract_errors(_CallErrors(request, scope.secrets)):
+                return cast("Response", super().send(request, **kwargs))  # type: ignore[misc]
         finally:
             if token is not None:
                 CALL.reset(token)
@@ -285,7 +359,7 @@ class ManagedSession(requests.Session):
         key header, and adds back only what belongs to the new URL: the global credentials
         if it is the origin the caller asked for, an endpoint's if its pattern matches.
         """
-        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        super().rebuild_auth(prepared_request, response)  # type: ignore[misc]
         scope = CALL.get()
         previous = response.request
         if scope is not None and scope.origin is not None:
@@ -298,8 +372,8 @@ class ManagedSession(requests.Session):
             if headers.get(name) == value:
                 del headers[name]
         url = prepared_request.url or ""
-        same_origin = not self.should_strip_auth(origin, url)  # type: ignore[no-untyped-call]
-        due = self._rcm_credentials_for(url, include_global=same_origin)
+        same_origin = not self.should_strip_auth(origin, url)  # type: ignore[attr-defined]
+        due = self._rcm_engine.settings.credential_headers(url, include_global=same_origin)
         added: dict[str, str] = {}
         for name, value in due.items():
             if name not in headers:
@@ -309,35 +383,8 @@ class ManagedSession(requests.Session):
             scope.credentials = added
 
 
-class _ProxyFreeEnvironment:
-    """Tells whether ``os.environ`` names no proxy, recomputing only when it changes.
+class ManagedSession(ConnectionManagerMixin, requests.Session):
+    """The ``requests.Session`` a manager owns: a plain session with the mixin applied.
 
-    Only where ``urllib.request.getproxies`` reads the environment alone (not macOS or
-    Windows, which also read system settings) and ``os.environ`` keeps its data in a dict;
-    elsewhere it always answers False, and requests does its usual lookup.
+    ``isinstance(cm.session, requests.Session)`` holds and every requests API works.
     """
-
-    def __init__(self) -> None:
-        self._snapshot: tuple[Optional[dict[Any, Any]], bool] = (None, False)
-        data = getattr(os.environ, "_data", None)
-        self._usable = (
-            isinstance(data, dict)
-            and urllib.request.getproxies is urllib.request.getproxies_environment
-        )
-
-    def has_no_proxies(self) -> bool:
-        """True when no proxy variable (nor ``no_proxy``) is set."""
-        if not self._usable:
-            return False
-        data = os.environ._data  # type: ignore[attr-defined]
-        seen, answer = self._snapshot
-        if seen is not None and data == seen:
-            return answer
-        snapshot = dict(data)
-        answer = not urllib.request.getproxies_environment()
-        self._snapshot = (snapshot, answer)
-        return answer
-
-
-def _text(value: Union[str, bytes]) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value

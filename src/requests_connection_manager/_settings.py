@@ -9,20 +9,102 @@ change takes effect from the next request on and a request never sees half of on
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._auth import AUTH_FIELDS, Credentials, check_credentials
 from ._endpoints import EndpointPattern, EndpointTable
-from .config import POLICY_KEYS, SCOPED_KEYS, TLS_KEYS, Policy, build_policy
+from ._redaction import Secrets
+from .config import Policy, build_policy
 
-__all__ = ["ENDPOINT_KEYS", "Endpoint", "Settings"]
+if TYPE_CHECKING:
+    from ._url import Target
 
+__all__ = ["ENDPOINT_KEYS", "POLICY_KEYS", "SCOPED_KEYS", "Endpoint", "Settings"]
+
+#: Keywords that give an endpoint its own limiter, breaker and throttle (and stats entry).
+SCOPED_KEYS = frozenset(
+    {
+        "rate_limit_requests",
+        "rate_limit_period",
+        "rate_limit_max_wait",
+        "rate_limit_strategy",
+        "circuit_breaker_failure_threshold",
+        "circuit_breaker_recovery_timeout",
+        "circuit_breaker_half_open_max_calls",
+        "circuit_breaker_failure_rate",
+        "circuit_breaker_minimum_calls",
+        "circuit_breaker_window",
+        "circuit_breaker_slow_call_duration",
+        "retry_budget",
+        "retry_budget_burst",
+        "adaptive_throttling",
+        "adaptive_throttling_k",
+    }
+)
+#: TLS keywords; in an endpoint config they override the session's for matching hosts.
+TLS_KEYS = frozenset({"verify", "cert", "ssl_context"})
+#: The keywords :func:`~.config.build_policy` takes (an endpoint config may set any of them).
+POLICY_KEYS = (
+    SCOPED_KEYS
+    | TLS_KEYS
+    | frozenset(
+        {
+            "max_retries",
+            "backoff_factor",
+            "retry",
+            "retry_after_max",
+            "idempotency_keys",
+            "idempotency_key_header",
+            "timeout",
+            "connect_timeout",
+            "read_timeout",
+            "total_timeout",
+            "respect_rate_limit_headers",
+        }
+    )
+)
 #: Every key an endpoint config may set.
 ENDPOINT_KEYS = POLICY_KEYS | frozenset(AUTH_FIELDS)
+# The parts of a policy, and the keywords that build each.
+_PARTS = {
+    "retries": {
+        "max_retries",
+        "backoff_factor",
+        "retry",
+        "retry_after_max",
+        "idempotency_keys",
+        "idempotency_key_header",
+    },
+    "timeouts": {"timeout", "connect_timeout", "read_timeout", "total_timeout"},
+    "rate_limit": {
+        "rate_limit_requests",
+        "rate_limit_period",
+        "rate_limit_max_wait",
+        "rate_limit_strategy",
+    },
+    "breaker": {k for k in SCOPED_KEYS if k.startswith("circuit_breaker_")},
+    "budget": {"retry_budget", "retry_budget_burst"},
+    "signals": {"respect_rate_limit_headers", "adaptive_throttling", "adaptive_throttling_k"},
+    "tls": set(TLS_KEYS),
+}
 # Manager-wide keys: named in the error when an endpoint config tries to set one.
-_MANAGER_WIDE = frozenset({"pool_connections", "pool_maxsize", "pool_block", "clock"})
+_MANAGER_WIDE = frozenset(
+    {
+        "pool_connections",
+        "pool_maxsize",
+        "pool_block",
+        "clock",
+        "redis_url",
+        "redis_client",
+        "redis_prefix",
+        "on_event",
+        "telemetry",
+        "tracer_provider",
+        "meter_provider",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +157,8 @@ class Settings:
         self.credentials = Credentials(**check_credentials(credentials))
         self._entries: dict[str, Endpoint] = {}
         self.table: EndpointTable[Endpoint] = EndpointTable()
+        self._secrets = Secrets()
+        self.secret_headers: frozenset[str] = frozenset()
         if endpoint_configs is not None:
             if not isinstance(endpoint_configs, dict):
                 raise TypeError(
@@ -84,6 +168,7 @@ class Settings:
             for pattern, config in endpoint_configs.items():
                 self._entries[pattern] = self._endpoint(pattern, config)
             self.table = EndpointTable((e.pattern, e) for e in self._entries.values())
+        self._refresh_secrets()
 
     # ---------------------------------------------------------------------------- reads
     @property
@@ -99,6 +184,46 @@ class Settings:
             if found is not None:
                 return found[1].policy
         return self.policy
+
+    def policy_and_key(self, target: Optional[Target], url: str) -> tuple[Policy, str]:
+        """Return the policy of a request and the key of the host state it uses.
+
+        Args:
+            target: The request URL's identity (None when it has no http(s) host).
+            url: The request URL, for a key when there is no target.
+
+        Returns:
+            ``(policy, key)``: the key is the target's host key, plus `` [pattern]`` when
+            the matching endpoint has its own limiter and breaker.
+        """
+        policy = self.policy
+        table = self.table
+        if table and target is not None:
+            found = table.match_target(target)
+            if found is not None:
+                policy = found[1].policy
+        if target is None:
+            return policy, url.partition("?")[0][:200]
+        return policy, f"{target.key} [{policy.scope}]" if policy.scope else target.key
+
+    def secrets(self) -> Secrets:
+        """Every credential value this manager knows (global and endpoints')."""
+        return self._secrets
+
+    def _refresh_secrets(self) -> None:
+        values: list[Any] = []
+        names = {self.credentials.api_key_header}
+        levels = [self.credentials] + [
+            Credentials(**e.credentials) for e in self._entries.values() if e.credentials
+        ]
+        for level in levels:
+            values.extend((level.api_key, level.bearer_token, level.oauth2_token))
+            values.extend(level.headers().values())
+            if level.basic_auth is not None:
+                values.append(level.basic_auth[1])
+            names.add(level.api_key_header)
+        self._secrets = Secrets(values)
+        self.secret_headers = frozenset(names)
 
     def credential_headers(self, url: str, *, include_global: bool) -> dict[str, str]:
         """Return the credential headers for a request to ``url``.
@@ -117,6 +242,15 @@ class Settings:
             if found is not None:
                 credentials = credentials.under(found[1].credentials)
         return credentials.headers() if credentials else {}
+
+    def credential_kwargs(self) -> dict[str, Any]:
+        """The global credential keywords, as the constructor takes them."""
+        credentials = self.credentials
+        return {name: getattr(credentials, name) for name in AUTH_FIELDS}
+
+    def reinit_after_fork(self) -> None:
+        """A fresh lock in a forked child."""
+        self._lock = threading.Lock()
 
     def endpoint_configs(self) -> dict[str, dict[str, Any]]:
         """Return a copy of the endpoint configs, pattern to config."""
@@ -152,7 +286,8 @@ class Settings:
             kwargs = {**self._kwargs, **changes}
             policy = self._checked(build_policy(**kwargs))
             entries = {
-                p: self._endpoint(p, dict(e.config), kwargs) for p, e in self._entries.items()
+                p: self._endpoint(p, dict(e.config), kwargs, policy)
+                for p, e in self._entries.items()
             }
             self._kwargs = kwargs
             self.policy = policy
@@ -163,11 +298,13 @@ class Settings:
         checked = check_credentials(changes)
         with self._lock:
             self.credentials = self.credentials.updated(**checked)
+            self._refresh_secrets()
 
     def clear_credentials(self) -> None:
         """Forget every global credential."""
         with self._lock:
             self.credentials = Credentials()
+            self._refresh_secrets()
 
     # ------------------------------------------------------------------------- building
     def _checked(self, policy: Policy) -> Policy:
@@ -187,9 +324,14 @@ class Settings:
     def _publish(self, entries: dict[str, Endpoint]) -> None:
         self._entries = entries
         self.table = EndpointTable((e.pattern, e) for e in entries.values())
+        self._refresh_secrets()
 
     def _endpoint(
-        self, pattern: Any, config: Any, kwargs: Optional[dict[str, Any]] = None
+        self,
+        pattern: Any,
+        config: Any,
+        kwargs: Optional[dict[str, Any]] = None,
+        base: Optional[Policy] = None,
     ) -> Endpoint:
         if not isinstance(pattern, str):
             raise TypeError(f"endpoint pattern must be a str, got {type(pattern).__name__}")
@@ -218,7 +360,15 @@ class Settings:
                 merged[name] = None  # not overridden: the session's value applies
         scope = parsed.text if SCOPED_KEYS & set(config) else ""
         try:
-            policy = self._checked(build_policy(**merged, scope=scope))
+            candidate = self._checked(build_policy(**merged, scope=scope))
+            # The parts the config does not touch stay the global ones (the same objects,
+            # so hosts keep their limiter and breaker when only credentials change).
+            touched = {part for part, keys in _PARTS.items() if keys & set(overrides)}
+            policy = replace(
+                self.policy if base is None else base,
+                scope=scope,
+                **{part: getattr(candidate, part) for part in touched},
+            )
             credentials = check_credentials(
                 {k: v for k, v in config.items() if k in AUTH_FIELDS}, where
             )

@@ -31,16 +31,17 @@ import logging
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pybreaker
 
 from ._limiter import MIN_WAIT, Limiter
+from .events import SharedStateChanged
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .config import RateLimitSettings
+    from .config import Policy, RateLimitConfig
 
 __all__ = ["DEFAULT_REDIS_TIMEOUT", "FailoverStorage", "ProbeSlots", "SharedLimiter", "SharedLink"]
 
@@ -50,6 +51,10 @@ logger = logging.getLogger("requests_connection_manager")
 DEFAULT_REDIS_TIMEOUT = 0.25
 #: Seconds between attempts to reach Redis again during an outage.
 DEFAULT_RETRY_INTERVAL = 2.0
+
+
+def _no_subscriber(event: Any) -> None:
+    """Where a link's events go until a manager subscribes."""
 
 
 class SharedLink:
@@ -80,6 +85,42 @@ class SharedLink:
         self._outages = 0
         self._limits_storage: Any = None
         self._strategies: dict[str, Any] = {}
+        self.publish: Callable[[Any], None] = _no_subscriber
+
+    @classmethod
+    def from_keywords(
+        cls, redis_url: Any, redis_client: Any, prefix: Any, policy: Policy
+    ) -> Optional[SharedLink]:
+        """Validate the shared-state keywords and connect (lazily: nothing is sent yet).
+
+        Returns:
+            The link, or None when neither ``redis_url`` nor ``redis_client`` is given.
+
+        Raises:
+            TypeError: A keyword has the wrong type.
+            ValueError: A keyword is out of range, or both are given.
+        """
+        if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
+            raise ValueError(f"redis_prefix must be a non-empty str without spaces, got {prefix!r}")
+        if redis_url is not None and redis_client is not None:
+            raise ValueError("give redis_url or redis_client, not both")
+        if redis_url is None and redis_client is None:
+            return None
+        limit = policy.rate_limit
+        if limit is not None and not float(limit.period).is_integer():
+            raise ValueError(
+                "rate_limit_period must be a whole number of seconds with shared state, "
+                f"got {limit.period!r}"
+            )
+        if redis_client is not None:
+            if not callable(getattr(redis_client, "ping", None)):
+                raise TypeError(
+                    f"redis_client must be a redis.Redis client, got {type(redis_client).__name__}"
+                )
+            return cls(redis_client, prefix)
+        if not isinstance(redis_url, str):
+            raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
+        return cls.connect(redis_url, prefix)
 
     @classmethod
     def connect(cls, url: str, prefix: str, timeout: float = DEFAULT_REDIS_TIMEOUT) -> SharedLink:
@@ -135,11 +176,12 @@ class SharedLink:
                 return
             self._down = True
             self._outages += 1
-        logger.warning(
-            "shared state: Redis is unreachable or failing (%s); using local state until it "
-            "answers again",
-            type(exc).__name__ if exc is not None else "error",
-            exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None,
+        if exc is not None and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("shared state: the Redis error", exc_info=exc)
+        self.publish(
+            SharedStateChanged(
+                False, type(exc).__name__ if exc is not None else None, time.monotonic()
+            )
         )
 
     def _resumed(self) -> None:
@@ -147,7 +189,7 @@ class SharedLink:
             if not self._down:
                 return
             self._down = False
-        logger.warning("shared state: Redis answers again; sharing resumed")
+        self.publish(SharedStateChanged(True, None, time.monotonic()))
 
     def status(self) -> dict[str, Any]:
         """The block of ``get_stats()`` that describes shared state."""
@@ -159,6 +201,10 @@ class SharedLink:
             "outages": self._outages,
         }
 
+    def reinit_after_fork(self) -> None:
+        """A fresh lock in a forked child (redis-py reconnects on its own after a fork)."""
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Close the connection if this link made it."""
         if self._owned:
@@ -169,7 +215,7 @@ class SharedLink:
         """The Redis namespace of one host key."""
         return f"{self.prefix}:{key}"
 
-    def limiter(self, settings: RateLimitSettings, key: str, local: Limiter) -> SharedLimiter:
+    def limiter(self, settings: RateLimitConfig, key: str, local: Limiter) -> SharedLimiter:
         """Return the shared limiter of ``key``, falling back to ``local``."""
         from limits import RateLimitItemPerSecond
 

@@ -67,7 +67,7 @@ import random
 import threading
 from typing import Optional
 
-from .config import check_number
+from ._validate import check_number
 
 __all__ = ["HostSlowdown"]
 

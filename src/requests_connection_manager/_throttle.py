@@ -59,7 +59,7 @@ import threading
 from typing import Optional
 
 from ._buckets import BucketRing
-from .config import check_number
+from ._validate import check_number
 
 __all__ = ["AdaptiveThrottle"]
 

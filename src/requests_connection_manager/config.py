@@ -1,257 +1,381 @@
-"""Configuration: validation of every keyword, and the frozen policy the pipeline reads.
+"""Configuration objects: frozen, validated values the pipeline reads.
 
-All user input is checked and normalised here, once, at construction. The rest of the
-library sees a :class:`Policy` and never re-validates.
+The keywords of :class:`~requests_connection_manager.ConnectionManager` (the 1.0.0 front
+door) are turned into these objects once, by :func:`build_policy`; an endpoint config is
+the global :class:`Policy` with some parts replaced (:func:`dataclasses.replace`). Each
+object validates itself in ``__post_init__``, naming the manager keyword a bad field comes
+from, so building one by hand is as safe as passing keywords::
+
+    from requests_connection_manager.config import BreakerConfig
+
+    BreakerConfig(failure_threshold=3, failure_rate=0.25, minimum_calls=50)
+
+Like urllib3's ``Retry``, they never change: one object is shared by every thread, and
+``dataclasses.replace(config, field=value)`` makes a new, validated one.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
-import os
 import ssl
-from dataclasses import dataclass
-from typing import Any, Optional, Union
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from urllib3.util.retry import Retry
+
+from ._validate import (
+    CertType,
+    VerifyType,
+    check_bool,
+    check_cert,
+    check_int,
+    check_number,
+    check_verify,
+)
 
 __all__ = [
     "DEFAULT_STATUS_FORCELIST",
     "MAX_POOL_SIZE",
-    "POLICY_KEYS",
-    "SCOPED_KEYS",
     "STRATEGIES",
-    "TLS_KEYS",
-    "BreakerSettings",
-    "BudgetSettings",
+    "BreakerConfig",
+    "BudgetConfig",
     "CertType",
     "Policy",
-    "RateLimitSettings",
+    "RateLimitConfig",
+    "RetryConfig",
+    "SignalsConfig",
+    "TLSConfig",
+    "TimeoutConfig",
     "VerifyType",
     "build_policy",
-    "check_cert",
-    "check_verify",
-    "host_key",
 ]
-
-#: TLS verification: True, False, or a path to a CA bundle file or directory.
-VerifyType = Union[bool, str]
-#: A client certificate: a path to a PEM file, or a ``(cert, key)`` pair of paths.
-CertType = Union[str, "tuple[str, str]"]
 
 #: Statuses retried by default (for methods the retry policy allows).
 DEFAULT_STATUS_FORCELIST = frozenset({429, 500, 502, 503, 504})
-
 #: The rate-limit strategies: ``ratelimit``'s fixed window, ``limits``' moving window.
 STRATEGIES = ("fixed-window", "sliding-window")
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 #: Largest ``pool_connections`` / ``pool_maxsize``: urllib3 allocates a pool's slots up front.
 MAX_POOL_SIZE = 10_000
 #: Largest ``retry_budget_burst``.
 MAX_RETRY_BUDGET_BURST = 1_000_000
+#: The header an idempotency key is sent in unless another is named.
+DEFAULT_IDEMPOTENCY_HEADER = "Idempotency-Key"
 
-#: Keywords that give an endpoint its own limiter and breaker (and stats entry).
-SCOPED_KEYS = frozenset(
-    {
-        "rate_limit_requests",
-        "rate_limit_period",
-        "rate_limit_max_wait",
-        "rate_limit_strategy",
-        "circuit_breaker_failure_threshold",
-        "circuit_breaker_recovery_timeout",
-        "circuit_breaker_half_open_max_calls",
-        "retry_budget",
-        "retry_budget_burst",
-    }
-)
-#: TLS keywords; in an endpoint config they override the session's for matching hosts.
-TLS_KEYS = frozenset({"verify", "cert", "ssl_context"})
-#: The keywords :func:`build_policy` takes (an endpoint config may set any of them).
-POLICY_KEYS = (
-    SCOPED_KEYS
-    | TLS_KEYS
-    | frozenset(
-        {
-            "max_retries",
-            "backoff_factor",
-            "retry",
-            "timeout",
-            "connect_timeout",
-            "read_timeout",
-            "total_timeout",
-            "retry_after_max",
-        }
-    )
-)
+
+def _set(obj: object, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
 
 
 @dataclass(frozen=True)
-class RateLimitSettings:
-    """A client-side rate limit: ``requests`` starts per ``period`` seconds, per host."""
+class RetryConfig:
+    """When and how a failed attempt is retried.
+
+    Attributes:
+        max_retries: Retries after the first attempt (``max_retries``), >= 0.
+        backoff_factor: Backoff base in seconds (``backoff_factor``): retry ``n`` waits a
+            random time in ``[0, backoff_factor * 2 ** (n - 1)]`` (full jitter).
+        retry: A urllib3 ``Retry`` used as the policy instead of the two above (``retry``).
+        retry_after_max: Longest ``Retry-After`` honoured, seconds (``retry_after_max``).
+        idempotency_keys: Send an ``Idempotency-Key`` with POST and PATCH and retry them
+            like idempotent methods (``idempotency_keys``).
+        idempotency_header: The header name of the key (``idempotency_key_header``).
+    """
+
+    max_retries: int = 3
+    backoff_factor: float = 0.3
+    retry: Optional[Retry] = None
+    retry_after_max: float = 120
+    idempotency_keys: bool = False
+    idempotency_header: str = DEFAULT_IDEMPOTENCY_HEADER
+    policy: Retry = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_int("max_retries", self.max_retries, 0)
+        _set(self, "backoff_factor", check_number("backoff_factor", self.backoff_factor))
+        _set(self, "retry_after_max", check_number("retry_after_max", self.retry_after_max))
+        check_bool("idempotency_keys", self.idempotency_keys)
+        header: Any = self.idempotency_header
+        if not isinstance(header, str) or not header.strip():
+            raise ValueError("idempotency_key_header must be a non-empty header name")
+        retry = self.retry
+        if retry is None:
+            retry = Retry(
+                total=self.max_retries,
+                backoff_factor=self.backoff_factor,
+                status_forcelist=DEFAULT_STATUS_FORCELIST,
+                allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,
+                respect_retry_after_header=True,
+                raise_on_status=True,
+                raise_on_redirect=False,
+            )
+        elif not isinstance(retry, Retry):
+            raise TypeError(
+                f"retry must be a urllib3.util.Retry or None, got {type(retry).__name__}"
+            )
+        _set(self, "policy", retry)
+
+
+@dataclass(frozen=True)
+class TimeoutConfig:
+    """How long a request may take.
+
+    Attributes:
+        connect: Seconds to establish a connection, or None for no limit.
+        read: Seconds to wait between bytes from the server, or None.
+        total: Deadline for a whole call (attempts, waits, body) in seconds, or None.
+    """
+
+    connect: Optional[float] = 30
+    read: Optional[float] = 30
+    total: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _set(
+            self,
+            "connect",
+            check_number("connect_timeout", self.connect, positive=True, allow_none=True),
+        )
+        _set(self, "read", check_number("read_timeout", self.read, positive=True, allow_none=True))
+        _set(
+            self, "total", check_number("total_timeout", self.total, positive=True, allow_none=True)
+        )
+
+    @classmethod
+    def from_keywords(
+        cls,
+        timeout: Any,
+        connect_timeout: Any = None,
+        read_timeout: Any = None,
+        total_timeout: Any = None,
+    ) -> TimeoutConfig:
+        """Build from the manager's ``timeout`` and the three keywords that refine it.
+
+        ``timeout`` is a number (both parts), a ``(connect, read)`` pair or None (no limit);
+        ``connect_timeout`` and ``read_timeout`` override its parts when not None.
+        """
+        if isinstance(timeout, tuple):
+            if len(timeout) != 2:
+                raise ValueError("timeout must be a number, None or a (connect, read) pair")
+            connect = check_number("timeout[0]", timeout[0], positive=True, allow_none=True)
+            read = check_number("timeout[1]", timeout[1], positive=True, allow_none=True)
+        else:
+            connect = read = check_number("timeout", timeout, positive=True, allow_none=True)
+        if connect_timeout is not None:
+            connect = check_number("connect_timeout", connect_timeout, positive=True)
+        if read_timeout is not None:
+            read = check_number("read_timeout", read_timeout, positive=True)
+        return cls(connect, read, total_timeout)
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """A client-side rate limit, per host.
+
+    Attributes:
+        requests: Attempts allowed per ``period`` (``rate_limit_requests``), >= 1.
+        period: The window in seconds (``rate_limit_period``), > 0.
+        max_wait: Longest wait for a permit (``rate_limit_max_wait``): None waits as long
+            as needed (bounded by the deadline), 0 fails fast.
+        strategy: ``"fixed-window"`` or ``"sliding-window"`` (``rate_limit_strategy``).
+    """
 
     requests: int
-    period: float
-    max_wait: Optional[float]
-    strategy: str
+    period: float = 60
+    max_wait: Optional[float] = None
+    strategy: str = "fixed-window"
+
+    def __post_init__(self) -> None:
+        check_int("rate_limit_requests", self.requests, 1)
+        _set(self, "period", check_number("rate_limit_period", self.period, positive=True))
+        _set(self, "max_wait", check_number("rate_limit_max_wait", self.max_wait, allow_none=True))
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"rate_limit_strategy must be one of {', '.join(map(repr, STRATEGIES))}, "
+                f"got {self.strategy!r}"
+            )
+        if self.strategy == "sliding-window":
+            if not float(self.period).is_integer():
+                raise ValueError(
+                    "rate_limit_period must be a whole number of seconds with "
+                    f"rate_limit_strategy='sliding-window', got {self.period!r}"
+                )
+            if importlib.util.find_spec("limits") is None:
+                raise ValueError(
+                    "rate_limit_strategy='sliding-window' needs the 'limits' package: "
+                    "pip install 'requests-connection-manager[redis]'"
+                )
 
 
 @dataclass(frozen=True)
-class BudgetSettings:
-    """A per-host retry budget: ``ratio`` retries per first attempt, bursts of ``burst``."""
+class BreakerConfig:
+    """A host's circuit breaker: when it opens, how long it stays open, how it probes.
 
-    ratio: float
-    burst: int
+    It opens on ``failure_threshold`` consecutive failed attempts, **or** when, over the
+    last ``window`` seconds, at least ``minimum_calls`` attempts were made and the share
+    that failed (slow ones included, see ``slow_call_duration``) reaches ``failure_rate``.
+
+    Attributes:
+        failure_threshold: Consecutive failed attempts that open it
+            (``circuit_breaker_failure_threshold``), >= 1.
+        recovery_timeout: Seconds it stays open before probing
+            (``circuit_breaker_recovery_timeout``), > 0.
+        half_open_max_calls: Concurrent probes while half-open
+            (``circuit_breaker_half_open_max_calls``), >= 1.
+        failure_rate: The failure ratio that opens it, in ``(0, 1]``, or None for no ratio
+            rule (``circuit_breaker_failure_rate``).
+        minimum_calls: Attempts in the window before the ratio is judged
+            (``circuit_breaker_minimum_calls``), >= 1.
+        window: The ratio's sliding window in seconds (``circuit_breaker_window``), > 0.
+        slow_call_duration: An attempt slower than this many seconds counts as failed for
+            the ratio, or None (``circuit_breaker_slow_call_duration``).
+    """
+
+    failure_threshold: int = 5
+    recovery_timeout: float = 60
+    half_open_max_calls: int = 1
+    failure_rate: Optional[float] = 0.5
+    minimum_calls: int = 20
+    window: float = 30
+    slow_call_duration: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        check_int("circuit_breaker_failure_threshold", self.failure_threshold, 1)
+        recovery = check_number(
+            "circuit_breaker_recovery_timeout", self.recovery_timeout, positive=True
+        )
+        _set(self, "recovery_timeout", recovery)
+        check_int("circuit_breaker_half_open_max_calls", self.half_open_max_calls, 1)
+        rate = check_number(
+            "circuit_breaker_failure_rate", self.failure_rate, positive=True, allow_none=True
+        )
+        if rate is not None and rate > 1:
+            raise ValueError(
+                "circuit_breaker_failure_rate must be a number in (0, 1] or None, "
+                f"got {self.failure_rate!r}"
+            )
+        _set(self, "failure_rate", rate)
+        check_int("circuit_breaker_minimum_calls", self.minimum_calls, 1, 1_000_000)
+        _set(self, "window", check_number("circuit_breaker_window", self.window, positive=True))
+        slow = check_number(
+            "circuit_breaker_slow_call_duration",
+            self.slow_call_duration,
+            positive=True,
+            allow_none=True,
+        )
+        _set(self, "slow_call_duration", slow)
 
 
 @dataclass(frozen=True)
-class BreakerSettings:
-    """Circuit breaker thresholds for one host."""
+class BudgetConfig:
+    """A per-host retry budget: retries may not exceed a share of recent first attempts.
 
-    failure_threshold: int
-    recovery_timeout: float
-    half_open_max_calls: int
+    Attributes:
+        ratio: Tokens each first attempt deposits, in ``[0, 1]`` (``retry_budget``).
+        burst: Bucket size: retries allowed back to back (``retry_budget_burst``).
+    """
+
+    ratio: float = 0.2
+    burst: int = 10
+
+    def __post_init__(self) -> None:
+        ratio = check_number("retry_budget", self.ratio, allow_none=True)
+        if ratio is None or ratio > 1:
+            raise ValueError(f"retry_budget must be a number in [0, 1] or None, got {self.ratio!r}")
+        _set(self, "ratio", ratio)
+        check_int("retry_budget_burst", self.burst, 0, MAX_RETRY_BUDGET_BURST)
+
+
+@dataclass(frozen=True)
+class SignalsConfig:
+    """What the pipeline learns from the server, and how it sheds load.
+
+    Attributes:
+        respect_rate_limit_headers: Pace a host to the quota its ``RateLimit`` /
+            ``X-RateLimit-*`` headers advertise (``respect_rate_limit_headers``).
+        adaptive_throttling: Reject attempts locally, with the probability of Google
+            SRE's client-side throttling, while a host refuses many (``adaptive_throttling``).
+        adaptive_throttling_k: The ``K`` of that formula, >= 1 (``adaptive_throttling_k``).
+    """
+
+    respect_rate_limit_headers: bool = True
+    adaptive_throttling: bool = False
+    adaptive_throttling_k: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_bool("respect_rate_limit_headers", self.respect_rate_limit_headers)
+        check_bool("adaptive_throttling", self.adaptive_throttling)
+        k = check_number("adaptive_throttling_k", self.adaptive_throttling_k, positive=True)
+        if k is None or k < 1:
+            raise ValueError(
+                f"adaptive_throttling_k must be a number >= 1, got {self.adaptive_throttling_k!r}"
+            )
+        _set(self, "adaptive_throttling_k", k)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS settings of an endpoint; None leaves the session's (or the call's) in force.
+
+    Attributes:
+        verify: True, False, or a CA bundle path (``verify``).
+        cert: A client certificate: a PEM path or a ``(cert, key)`` pair (``cert``).
+        ssl_context: An ``ssl.SSLContext`` for HTTPS connections (``ssl_context``).
+    """
+
+    verify: Optional[VerifyType] = None
+    cert: Optional[CertType] = None
+    ssl_context: Optional[ssl.SSLContext] = None
+
+    def __post_init__(self) -> None:
+        if self.verify is not None:
+            _set(self, "verify", check_verify("verify", self.verify))
+        _set(self, "cert", check_cert("cert", self.cert))
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise TypeError(
+                "ssl_context must be an ssl.SSLContext or None, "
+                f"got {type(self.ssl_context).__name__}"
+            )
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Everything the pipeline needs to run one call. Immutable and shared by threads.
+    """Everything the pipeline needs to run one request to one host.
 
     Attributes:
-        retry: The urllib3 ``Retry`` used as a pure policy object (never mutated).
-        connect_timeout: Seconds to wait for a connection, or None for no limit.
-        read_timeout: Seconds to wait between bytes from the server, or None.
-        total_timeout: Deadline for a whole call (attempts, waits, body), or None.
-        retry_after_max: Longest ``Retry-After`` the pipeline will wait for, in seconds.
-        rate_limit: The per-host rate limit, or None when rate limiting is off.
-        breaker: The per-host breaker settings, or None when the breaker is off.
-        budget: The per-host retry budget, or None when retries are not budgeted.
-        verify: TLS verification that overrides the session's (an endpoint's), or None.
-        cert: A client certificate that overrides the session's (an endpoint's), or None.
-        ssl_context: The ``ssl.SSLContext`` for HTTPS connections, or None for requests'.
-        scope: Empty for the host's own limiter and breaker; an endpoint pattern when that
-            endpoint has its own.
+        retries: Retries, backoff, Retry-After and idempotency keys.
+        timeouts: Connect, read and total timeouts.
+        rate_limit: The per-host client rate limit, or None (off).
+        breaker: The per-host circuit breaker, or None (off).
+        budget: The per-host retry budget, or None (retries limited by the policy only).
+        signals: Server-advised quotas and adaptive throttling.
+        tls: An endpoint's TLS overrides.
+        scope: ``""`` for the host's own limiter and breaker; an endpoint pattern when
+            that endpoint has its own.
     """
 
-    retry: Retry
-    connect_timeout: Optional[float]
-    read_timeout: Optional[float]
-    total_timeout: Optional[float]
-    retry_after_max: float
-    rate_limit: Optional[RateLimitSettings]
-    breaker: Optional[BreakerSettings]
-    budget: Optional[BudgetSettings] = None
-    verify: Optional[VerifyType] = None
-    cert: Optional[CertType] = None
-    ssl_context: Optional[ssl.SSLContext] = None
+    retries: RetryConfig = field(default_factory=RetryConfig)
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    rate_limit: Optional[RateLimitConfig] = None
+    breaker: Optional[BreakerConfig] = field(default_factory=BreakerConfig)
+    budget: Optional[BudgetConfig] = field(default_factory=BudgetConfig)
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
     scope: str = ""
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _shown(value: Any) -> str:
-    """``repr(value)``, except for ints too long to print (Python refuses > 4300 digits)."""
-    if isinstance(value, int) and value.bit_length() > 128:
-        return f"an int of {value.bit_length()} bits"
-    return repr(value)
-
-
-def check_int(name: str, value: Any, minimum: int, maximum: Optional[int] = None) -> int:
-    """Return ``value`` if it is an int >= ``minimum`` (and <= ``maximum`` when given).
-
-    Raises:
-        TypeError: ``value`` is not an int (bools are refused).
-        ValueError: ``value`` is out of range.
-    """
-    wanted = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int {wanted}, got {type(value).__name__}")
-    if value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be an int {wanted}, got {_shown(value)}")
-    return value
-
-
-def check_number(
-    name: str, value: Any, *, positive: bool = False, allow_none: bool = False
-) -> Optional[float]:
-    """Return ``value`` as a float if it is a finite number in range.
-
-    Args:
-        name: The parameter name, for the error message.
-        value: The value to check.
-        positive: Require ``> 0`` instead of ``>= 0``.
-        allow_none: Let None through.
-
-    Raises:
-        TypeError: ``value`` is not a number.
-        ValueError: ``value`` is negative, zero when ``positive``, NaN or infinite.
-    """
-    wanted = "a number > 0" if positive else "a number >= 0"
-    if allow_none:
-        wanted += " or None"
-    if value is None and allow_none:
-        return None
-    if not _is_number(value):
-        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise ValueError(f"{name} must be {wanted}, got a number too large") from None
-    if math.isnan(number) or math.isinf(number) or number < 0 or (positive and number == 0):
-        raise ValueError(f"{name} must be {wanted}, got {_shown(value)}")
-    return number
-
-
-def _check_timeout(name: str, value: Any) -> tuple[Optional[float], Optional[float]]:
-    if isinstance(value, tuple):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be a number, None or a (connect, read) pair")
-        return (
-            check_number(f"{name}[0]", value[0], positive=True, allow_none=True),
-            check_number(f"{name}[1]", value[1], positive=True, allow_none=True),
-        )
-    number = check_number(name, value, positive=True, allow_none=True)
-    return number, number
-
-
-def check_verify(name: str, value: Any) -> VerifyType:
-    """Return ``value`` if it is a bool or the path of an existing CA bundle file or directory.
-
-    Raises:
-        TypeError: ``value`` is neither a bool nor a str.
-        ValueError: The path does not exist.
-    """
-    if isinstance(value, bool):
-        return value
-    if not isinstance(value, str):
-        raise TypeError(
-            f"{name} must be True, False or a CA bundle path, got {type(value).__name__}"
-        )
-    if not os.path.exists(value):
-        raise ValueError(f"{name}: CA bundle path {value!r} does not exist")
-    return value
-
-
-def check_cert(name: str, value: Any) -> Optional[CertType]:
-    """Return ``value`` if it is None, a PEM path, or a ``(cert, key)`` pair of paths.
-
-    Raises:
-        TypeError: ``value`` has another shape.
-        ValueError: A path does not exist.
-    """
-    if value is None:
-        return None
-    paths = list(value) if isinstance(value, (tuple, list)) else [value]
-    if len(paths) not in (1, 2) or not all(isinstance(p, str) for p in paths):
-        raise TypeError(f"{name} must be a path or a (cert, key) pair of paths, or None")
-    for path in paths:
-        if not os.path.isfile(path):
-            raise ValueError(f"{name}: file {path!r} does not exist")
-    return (paths[0], paths[1]) if len(paths) == 2 else paths[0]
+    def __post_init__(self) -> None:
+        for name, kind, optional in (
+            ("retries", RetryConfig, False),
+            ("timeouts", TimeoutConfig, False),
+            ("rate_limit", RateLimitConfig, True),
+            ("breaker", BreakerConfig, True),
+            ("budget", BudgetConfig, True),
+            ("signals", SignalsConfig, False),
+            ("tls", TLSConfig, False),
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, kind) or (optional and value is None)):
+                wanted = f"a {kind.__name__}" + (" or None" if optional else "")
+                raise TypeError(f"Policy.{name} must be {wanted}, got {type(value).__name__}")
 
 
 def build_policy(
@@ -259,6 +383,13 @@ def build_policy(
     max_retries: Any = 3,
     backoff_factor: Any = 0.3,
     retry: Any = None,
+    retry_after_max: Any = 120,
+    idempotency_keys: Any = False,
+    idempotency_key_header: Any = DEFAULT_IDEMPOTENCY_HEADER,
+    timeout: Any = 30,
+    connect_timeout: Any = None,
+    read_timeout: Any = None,
+    total_timeout: Any = None,
     rate_limit_requests: Any = None,
     rate_limit_period: Any = 60,
     rate_limit_max_wait: Any = None,
@@ -266,146 +397,67 @@ def build_policy(
     circuit_breaker_failure_threshold: Any = 5,
     circuit_breaker_recovery_timeout: Any = 60,
     circuit_breaker_half_open_max_calls: Any = 1,
-    timeout: Any = 30,
-    connect_timeout: Any = None,
-    read_timeout: Any = None,
-    total_timeout: Any = None,
-    retry_after_max: Any = 120,
+    circuit_breaker_failure_rate: Any = 0.5,
+    circuit_breaker_minimum_calls: Any = 20,
+    circuit_breaker_window: Any = 30,
+    circuit_breaker_slow_call_duration: Any = None,
     retry_budget: Any = 0.2,
     retry_budget_burst: Any = 10,
+    respect_rate_limit_headers: Any = True,
+    adaptive_throttling: Any = False,
+    adaptive_throttling_k: Any = 2.0,
     verify: Any = None,
     cert: Any = None,
     ssl_context: Any = None,
     scope: str = "",
 ) -> Policy:
-    """Validate the policy keywords of :class:`ConnectionManager` and build a :class:`Policy`.
+    """Turn the policy keywords of the manager (or of an endpoint config) into a :class:`Policy`.
+
+    A part that is off (``rate_limit_requests=None``, ``circuit_breaker_failure_threshold=None``,
+    ``retry_budget=None``) is None in the policy; its other keywords are still validated, so
+    a typo is never silently ignored.
 
     Returns:
-        The immutable policy.
+        The validated, immutable policy.
 
     Raises:
         TypeError: A keyword has the wrong type; the message names it.
         ValueError: A keyword is out of range; the message names it and the range.
     """
-    if retry is None:
-        retries = check_int("max_retries", max_retries, 0)
-        factor = check_number("backoff_factor", backoff_factor)
-        assert factor is not None
-        retry = Retry(
-            total=retries,
-            backoff_factor=factor,
-            status_forcelist=DEFAULT_STATUS_FORCELIST,
-            allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,
-            respect_retry_after_header=True,
-            raise_on_status=True,
-            raise_on_redirect=False,
-        )
-    elif not isinstance(retry, Retry):
-        raise TypeError(f"retry must be a urllib3.util.Retry or None, got {type(retry).__name__}")
+    retries = RetryConfig(
+        max_retries,
+        backoff_factor,
+        retry,
+        retry_after_max,
+        idempotency_keys,
+        idempotency_key_header,
+    )
+    timeouts = TimeoutConfig.from_keywords(timeout, connect_timeout, read_timeout, total_timeout)
+    limit = None
+    if rate_limit_requests is None:
+        RateLimitConfig(1, rate_limit_period, rate_limit_max_wait, rate_limit_strategy)  # validates
     else:
-        # Still validate the two keywords it overrides, so typos are not silently ignored.
-        check_int("max_retries", max_retries, 0)
-        check_number("backoff_factor", backoff_factor)
-
-    connect, read = _check_timeout("timeout", timeout)
-    if connect_timeout is not None:
-        connect = check_number("connect_timeout", connect_timeout, positive=True)
-    if read_timeout is not None:
-        read = check_number("read_timeout", read_timeout, positive=True)
-    total = check_number("total_timeout", total_timeout, positive=True, allow_none=True)
-    ra_max = check_number("retry_after_max", retry_after_max)
-    assert ra_max is not None
-
-    if rate_limit_strategy not in STRATEGIES:
-        raise ValueError(
-            f"rate_limit_strategy must be one of {', '.join(map(repr, STRATEGIES))}, "
-            f"got {rate_limit_strategy!r}"
+        limit = RateLimitConfig(
+            rate_limit_requests, rate_limit_period, rate_limit_max_wait, rate_limit_strategy
         )
-    period = check_number("rate_limit_period", rate_limit_period, positive=True)
-    assert period is not None
-    max_wait = check_number("rate_limit_max_wait", rate_limit_max_wait, allow_none=True)
-    limit: Optional[RateLimitSettings] = None
-    if rate_limit_requests is not None:
-        calls = check_int("rate_limit_requests", rate_limit_requests, 1)
-        if rate_limit_strategy == "sliding-window" and not float(period).is_integer():
-            raise ValueError(
-                "rate_limit_period must be a whole number of seconds with "
-                f"rate_limit_strategy='sliding-window', got {rate_limit_period!r}"
-            )
-        if rate_limit_strategy == "sliding-window" and importlib.util.find_spec("limits") is None:
-            raise ValueError(
-                "rate_limit_strategy='sliding-window' needs the 'limits' package: "
-                "pip install 'requests-connection-manager[redis]'"
-            )
-        limit = RateLimitSettings(calls, period, max_wait, rate_limit_strategy)
-
-    breaker: Optional[BreakerSettings] = None
-    recovery = check_number(
-        "circuit_breaker_recovery_timeout", circuit_breaker_recovery_timeout, positive=True
+    breaker_fields = (
+        circuit_breaker_recovery_timeout,
+        circuit_breaker_half_open_max_calls,
+        circuit_breaker_failure_rate,
+        circuit_breaker_minimum_calls,
+        circuit_breaker_window,
+        circuit_breaker_slow_call_duration,
     )
-    assert recovery is not None
-    probes = check_int(
-        "circuit_breaker_half_open_max_calls", circuit_breaker_half_open_max_calls, 1
-    )
-    if circuit_breaker_failure_threshold is not None:
-        threshold = check_int(
-            "circuit_breaker_failure_threshold", circuit_breaker_failure_threshold, 1
-        )
-        breaker = BreakerSettings(threshold, recovery, probes)
-
-    budget: Optional[BudgetSettings] = None
-    burst = check_int("retry_budget_burst", retry_budget_burst, 0, MAX_RETRY_BUDGET_BURST)
-    if retry_budget is not None:
-        ratio = check_number("retry_budget", retry_budget, allow_none=True)
-        assert ratio is not None
-        if ratio > 1:
-            raise ValueError(
-                f"retry_budget must be a number in [0, 1] or None, got {retry_budget!r}"
-            )
-        budget = BudgetSettings(ratio, burst)
-
-    if verify is not None:
-        verify = check_verify("verify", verify)
-    cert = check_cert("cert", cert)
-    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-        raise TypeError(
-            f"ssl_context must be an ssl.SSLContext or None, got {type(ssl_context).__name__}"
-        )
-
-    return Policy(
-        retry=retry,
-        connect_timeout=connect,
-        read_timeout=read,
-        total_timeout=total,
-        retry_after_max=ra_max,
-        rate_limit=limit,
-        breaker=breaker,
-        budget=budget,
-        verify=verify,
-        cert=cert,
-        ssl_context=ssl_context,
-        scope=scope,
-    )
-
-
-def host_key(url: str) -> str:
-    """Return the host key of ``url``: ``scheme://host:port``, lower-cased, port filled in.
-
-    Args:
-        url: An absolute URL.
-
-    Returns:
-        The key under which limiter, breaker, pause and stats are kept.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = _DEFAULT_PORTS.get(scheme, 0)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    breaker = None
+    if circuit_breaker_failure_threshold is None:
+        BreakerConfig(1, *breaker_fields)  # validates the others
+    else:
+        breaker = BreakerConfig(circuit_breaker_failure_threshold, *breaker_fields)
+    budget = None
+    if retry_budget is None:
+        BudgetConfig(0.0, retry_budget_burst)
+    else:
+        budget = BudgetConfig(retry_budget, retry_budget_burst)
+    signals = SignalsConfig(respect_rate_limit_headers, adaptive_throttling, adaptive_throttling_k)
+    tls = TLSConfig(verify, cert, ssl_context)
+    return Policy(retries, timeouts, limit, breaker, budget, signals, tls, scope)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from ._redaction import redact_text
+from ._redaction import Secrets, redact_text
 
 if TYPE_CHECKING:
     from requests import Response
@@ -140,6 +141,9 @@ class PluginManager:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._hooks: dict[HookType, tuple[Hook, ...]] = dict.fromkeys(HookType, ())
+        #: Returns the secret values to redact from a failing hook's message (set by the
+        #: manager: its credentials); the request's own secret headers are added to them.
+        self.secrets: Callable[[], Secrets] = Secrets
 
     @property
     def hooks(self) -> dict[HookType, list[Hook]]:
@@ -203,16 +207,24 @@ class PluginManager:
             if error_context.handled:
                 return
 
-    @staticmethod
-    def _run(kind: HookType, hook: Hook, context: Any) -> None:
+    def _run(self, kind: HookType, hook: Hook, context: Any) -> None:
         try:
             hook(context)
         except Exception as exc:  # noqa: BLE001 - a failing hook is logged and skipped
             if logger.isEnabledFor(logging.ERROR):
+                request = getattr(context, "request_context", context)
+                headers = getattr(request, "kwargs", {}).get("headers")
+                secrets = self.secrets() | Secrets.of_headers(
+                    headers if isinstance(headers, Mapping) else None
+                )
                 logger.error(
                     "%s hook %s raised %s: %s; skipped",
                     kind.value,
                     _hook_name(hook),
                     type(exc).__name__,
-                    redact_text(str(exc)),
+                    secrets.scrub(str(exc)),
                 )
+
+    def reinit_after_fork(self) -> None:
+        """A fresh lock in a forked child."""
+        self._lock = threading.Lock()

@@ -1,0 +1,154 @@
+"""The shared state of one manager: configuration, host table, admission, events.
+
+A manager (or a session using :class:`~._session.ConnectionManagerMixin`) owns one
+:class:`Engine`; its session and its adapter both read it. Pickling an engine keeps its
+*configuration* and rebuilds its state (a fresh host table, fresh locks), so a pickled
+session or adapter works when unpickled; after ``os.fork()`` the child gets fresh locks
+and an empty host table (:mod:`._forksafe`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any, Optional
+
+from . import _forksafe
+from ._admission import Admission
+from ._clock import Clock, SystemClock
+from ._hosts import HostRegistry
+from ._logwriter import LogWriter
+from ._redaction import Secrets
+from ._settings import Settings
+from ._shared import SharedLink
+from ._stats import StatsRecorder
+from .events import BreakerStateChanged, EventBus, Subscriber
+from .plugins import PluginManager
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Everything the session and the adapter of one manager share.
+
+    Args:
+        policy_kwargs: The policy keywords (see :func:`~.config.build_policy`).
+        credentials: The global credential keywords.
+        endpoint_configs: Pattern to config dict.
+        clock: A clock for waits and deadlines; the system clock by default.
+        redis_url: Share state through this Redis (``redis://...``).
+        redis_client: Share state through this Redis client.
+        redis_prefix: Namespace of the shared keys.
+        on_event: A subscriber of the event stream.
+
+    Raises:
+        TypeError: A keyword has the wrong type.
+        ValueError: A keyword is out of range.
+    """
+
+    def __init__(
+        self,
+        policy_kwargs: dict[str, Any],
+        credentials: dict[str, Any],
+        endpoint_configs: Optional[dict[str, dict[str, Any]]] = None,
+        *,
+        clock: Optional[Clock] = None,
+        redis_url: Optional[str] = None,
+        redis_client: Any = None,
+        redis_prefix: str = "rcm",
+        on_event: Optional[Subscriber] = None,
+    ) -> None:
+        _check_clock(clock)
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be callable or None, got {type(on_event).__name__}")
+        self._rebuild_with = {"clock": clock, "redis_url": redis_url, "redis_prefix": redis_prefix}
+        self.settings = Settings(
+            policy_kwargs,
+            credentials,
+            endpoint_configs,
+            wall_clock_only=clock is not None and not isinstance(clock, SystemClock),
+            shared=redis_url is not None or redis_client is not None,
+        )
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.closed = threading.Event()
+        self.bus = EventBus()
+        self.rng = random.Random()
+        self.shared = SharedLink.from_keywords(
+            redis_url, redis_client, redis_prefix, self.settings.policy
+        )
+        if self.shared is not None:
+            self.shared.publish = self.bus.publish
+        self.hosts = HostRegistry(
+            self.clock, on_transition=self._transition, shared=self.shared, rng=self.rng
+        )
+        self.admission = Admission(self.clock, self.closed, self.bus, self.rng)
+        self.plugins = PluginManager()
+        self.plugins.secrets = self.secrets
+        self.bus.subscribe(StatsRecorder(self.hosts))
+        self.bus.subscribe(LogWriter())
+        if on_event is not None:
+            self.bus.subscribe(on_event)
+        _forksafe.register(self)
+
+    def secrets(self) -> Secrets:
+        """Every credential value the manager knows, for redaction by value."""
+        return self.settings.secrets()
+
+    def _transition(self, host: str, old: str, new: str) -> None:
+        self.bus.publish(BreakerStateChanged(host, old, new, self.clock.monotonic()))
+
+    def close(self) -> None:
+        """Wake waiting calls, refuse new ones, forget hosts, close the shared link."""
+        self.closed.set()
+        self.hosts.clear()
+        if self.shared is not None:
+            self.shared.close()
+
+    def reinit_after_fork(self) -> None:
+        """In a forked child: fresh locks everywhere, an empty host table."""
+        self.bus.reinit_after_fork()
+        self.hosts.reinit_after_fork()
+        self.settings.reinit_after_fork()
+        self.plugins.reinit_after_fork()
+        if self.shared is not None:
+            self.shared.reinit_after_fork()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the current configuration and hooks; the state is rebuilt fresh."""
+        extra = self._rebuild_with
+        if self.shared is not None and extra["redis_url"] is None:
+            raise TypeError("a manager sharing state through redis_client= cannot be pickled")
+        settings = self.settings
+        configuration = (
+            settings.kwargs,
+            settings.credential_kwargs(),
+            settings.endpoint_configs() or None,
+            extra,
+            {kind.value: hooks for kind, hooks in self.plugins.hooks.items()},
+        )
+        return (_rebuild, configuration)
+
+
+def _rebuild(
+    policy_kwargs: dict[str, Any],
+    credentials: dict[str, Any],
+    endpoints: Any,
+    extra: dict[str, Any],
+    hooks: dict[str, list[Any]],
+) -> Engine:
+    engine = Engine(policy_kwargs, credentials, endpoints, **extra)
+    for kind, functions in hooks.items():
+        for hook in functions:
+            engine.plugins.register_hook(kind, hook)
+    return engine
+
+
+def _check_clock(clock: Any) -> None:
+    if clock is not None and (
+        isinstance(clock, type)
+        or not all(callable(getattr(clock, name, None)) for name in ("monotonic", "time", "sleep"))
+    ):
+        raise TypeError(
+            "clock must have monotonic(), time() and sleep(seconds, wake=None), got "
+            f"{type(clock).__name__}"
+        )

@@ -1,0 +1,215 @@
+"""The transport under the pipeline: requests' ``HTTPAdapter`` with pools that keep deadlines.
+
+:class:`Transport` is the base of the pipeline's adapter. It adds to ``HTTPAdapter``, all
+through urllib3's and requests' documented extension points:
+
+- connection classes that attach themselves to the current attempt's
+  :class:`~._watchdog.Watch` (so the watchdog can cut them at the deadline) and pools that
+  detach them when they come back;
+- with ``pool_block=True``, a wait for a free pooled connection that ends at the call's
+  deadline or when the manager closes (urllib3 would wait forever);
+- the attempt's ``ssl.SSLContext`` in the pool key (``build_connection_pool_key_attributes``),
+  so a new context gets new connections;
+- ``close()`` that closes every pooled connection (urllib3 2's ``PoolManager.clear()`` only
+  forgets its pools);
+- after ``os.fork()``, fresh pools in the child: the parent's sockets are left alone (not
+  closed, not shared: two processes never write to one TCP stream).
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Any, Optional, Union
+
+from requests.adapters import HTTPAdapter
+from urllib3 import connection, connectionpool
+from urllib3.exceptions import ClosedPoolError, EmptyPoolError
+from urllib3.util.retry import Retry
+
+from ._watchdog import CURRENT, Watchdog
+
+__all__ = ["Transport"]
+
+# How long one look for a free pooled connection lasts before the deadline and the
+# manager's close are checked again.
+_POOL_SLICE = 0.05
+
+
+class _Watched:
+    """Connection mixin: attach to the current attempt's watch."""
+
+    _rcm_watch: Any = None
+    _rcm_sock: Any = None
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        self._rcm_sock = sock  # before TLS: the handshake can be cut too
+        watch = CURRENT.get()
+        if watch is not None:
+            watch.attach(self)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        watch = CURRENT.get()
+        if watch is not None:
+            watch.attach(self)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+# The classes keep urllib3's names: they appear in error messages ("HTTPConnectionPool(
+# host=..., port=...): Max retries exceeded ..."), which must read as requests' do.
+
+
+class HTTPConnection(_Watched, connection.HTTPConnection):
+    """``urllib3.HTTPConnection`` that the watchdog can cut at the deadline."""
+
+
+class HTTPSConnection(_Watched, connection.HTTPSConnection):
+    """``urllib3.HTTPSConnection`` that the watchdog can cut at the deadline."""
+
+
+class _Pool:
+    """Pool mixin: deadline-aware waits for a connection; detach on return."""
+
+    block: bool
+
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        watch = CURRENT.get()
+        if not self.block or watch is None:
+            return super()._get_conn(timeout)  # type: ignore[misc]
+        clock = watch.clock
+        end = None if timeout is None else clock() + timeout
+        while True:
+            try:
+                return super()._get_conn(timeout=_POOL_SLICE)  # type: ignore[misc]
+            except EmptyPoolError:
+                if watch.closed.is_set():
+                    raise ClosedPoolError(self, "Pool is closed.") from None  # type: ignore[arg-type]
+                now = clock()
+                if watch.deadline is not None and now >= watch.deadline:
+                    watch.fired = True
+                    raise
+                if end is not None and now >= end:
+                    raise
+
+    def _put_conn(self, conn: Any) -> None:
+        watch = getattr(conn, "_rcm_watch", None)
+        if watch is not None:
+            watch.detach(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class HTTPConnectionPool(_Pool, connectionpool.HTTPConnectionPool):
+    """``urllib3.HTTPConnectionPool`` of watched connections."""
+
+    ConnectionCls = HTTPConnection
+
+
+class HTTPSConnectionPool(_Pool, connectionpool.HTTPSConnectionPool):
+    """``urllib3.HTTPSConnectionPool`` of watched connections."""
+
+    ConnectionCls = HTTPSConnection
+
+
+_POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
+
+
+class Transport(HTTPAdapter):
+    """``HTTPAdapter`` with watched pools; one attempt per ``send`` (no urllib3 retries).
+
+    Args:
+        pool_connections: Host pools to cache.
+        pool_maxsize: Connections kept per host pool.
+        pool_block: Wait for a free pooled connection instead of opening an extra one.
+        clock: Monotonic seconds for the watchdog (the manager's clock).
+    """
+
+    def __init__(
+        self,
+        pool_connections: int = 10,
+        pool_maxsize: int = 10,
+        pool_block: bool = False,
+        clock: Any = None,
+    ) -> None:
+        self._rcm_clock = clock
+        self._rcm_watchdog: Optional[Watchdog] = None
+        self._rcm_watchdog_lock = threading.Lock()
+        # One attempt per inner send, as plain requests does by default: retries are
+        # decided by the pipeline, not inside urllib3.
+        super().__init__(
+            pool_connections=pool_connections,
+            pool_maxsize=pool_maxsize,
+            max_retries=Retry(0, read=False, redirect=False, raise_on_status=False),
+            pool_block=pool_block,
+        )
+
+    @property
+    def watchdog(self) -> Watchdog:
+        """The watchdog of this transport's attempts (started on first use)."""
+        watchdog = self._rcm_watchdog
+        if watchdog is None:
+            with self._rcm_watchdog_lock:
+                watchdog = self._rcm_watchdog
+                if watchdog is None:
+                    watchdog = self._rcm_watchdog = Watchdog(self._rcm_clock)
+        return watchdog
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Create the pool manager as requests does, with watched pools."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """Create a proxy manager as requests does, with watched pools (not for SOCKS)."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+        return manager
+
+    def build_connection_pool_key_attributes(
+        self, request: Any, verify: Union[bool, str], cert: Any = None
+    ) -> tuple[Any, Any]:
+        """Add the attempt's ``ssl_context`` (if any) to requests' pool key for HTTPS.
+
+        The context is part of urllib3's pool key, so a new context (``set_ssl_context``,
+        or an endpoint's own) gets new connections from the next request on.
+        """
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        watch = CURRENT.get()
+        context: Optional[ssl.SSLContext] = None if watch is None else watch.ssl_context
+        if context is not None and host_params.get("scheme") == "https":
+            extended: dict[str, Any] = dict(pool_kwargs)
+            extended["ssl_context"] = context
+            return host_params, extended
+        return host_params, pool_kwargs
+
+    def close(self) -> None:
+        """Close every pooled connection, then drop the pools; stop the watchdog.
+
+        urllib3 2's ``PoolManager.clear()`` forgets its pools without closing them (they
+        close when garbage-collected, which a held response delays), so they are closed
+        here first. Connections still checked out close when they are released.
+        """
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            pools = manager.pools
+            for key in list(pools.keys()):
+                try:
+                    pool = pools[key]
+                except KeyError:
+                    continue
+                pool.close()
+        super().close()
+        watchdog = self._rcm_watchdog
+        if watchdog is not None:
+            watchdog.close()
+
+    def reinit_after_fork(self) -> None:
+        """In a forked child: fresh pools and watchdog; the parent's sockets untouched."""
+        self._rcm_watchdog_lock = threading.Lock()
+        self._rcm_watchdog = None
+        self.proxy_manager = {}
+        sizes = (getattr(self, name) for name in ("_pool_connections", "_pool_maxsize"))
+        self.init_poolmanager(*sizes, block=getattr(self, "_pool_block", False))
