@@ -34,6 +34,7 @@ import itertools
 import math
 import random
 import threading
+import time
 from typing import TYPE_CHECKING, Optional
 
 from ._decision import PAUSE_STATUSES, retry_after_of, verdict_of
@@ -67,6 +68,9 @@ _MAX_SPREAD = 1.0
 _SPREAD_SHARE = 0.25
 # A pause re-checked more often than this per attempt is refused (bounds the loop).
 _MAX_PAUSE_ROUNDS = 64
+# The longest an attempt waits (real seconds) for answers in flight to say what remains
+# of a spent quota before it goes anyway.
+_MAX_QUOTA_WAIT = 2.0
 
 
 def closed_error(waiting: bool = False) -> ConnectionManagerError:
@@ -100,6 +104,7 @@ class Permit:
         now = admission.clock.monotonic()
         with host._lock:
             host.in_flight -= 1
+        host.quota.settled()
         if outcome.response is not None:
             admission.observe(ex, outcome, self.sent_at, now)
         verdict = outcome.verdict = verdict_of(outcome)
@@ -156,6 +161,7 @@ class Permit:
         host = self._ex.host
         with host._lock:
             host.in_flight -= 1
+        host.quota.settled()
         self.release()
 
 
@@ -294,14 +300,30 @@ class Admission:
 
     def _take_quota(self, ex: Exchange) -> None:
         host = ex.host
+        news_until = math.inf
         for _ in range(_MAX_PAUSE_ROUNDS):
             now = self.clock.monotonic()
-            wait = host.quota.take(now)
-            if wait <= 0:
+            wait, until_reset = host.quota.take(now, host.in_flight)
+            if wait == 0:
                 return
-            # Nothing left: the host waits for the reset, every caller alike.
-            self._pause(ex, wait, "quota", now)
-            self._wait_for_pause(ex)
+            if until_reset:
+                # Nothing left: the host waits for the reset, every caller alike.
+                self._pause(ex, wait, "quota", now)
+                self._wait_for_pause(ex)
+                continue
+            # Spent, with answers on their way that will say what remains: wait for the
+            # next one, but not for ever (a slow answer must not stall every caller).
+            started = time.monotonic()
+            news_until = min(news_until, started + _MAX_QUOTA_WAIT)
+            budget = min(news_until - started, ex.remaining(now))
+            if budget <= 0:
+                return
+            host.quota.wait_for_news(budget)
+            if self.closed.is_set():
+                raise closed_error(waiting=True)
+            self.bus.publish(
+                Waited(ex.request_id, ex.key, "quota", time.monotonic() - started, now)
+            )
         raise RateLimitExceeded(
             f"{host.key}: its advertised quota stayed spent", retry_after=None, host=host.key
         )
@@ -352,7 +374,9 @@ class Admission:
         if ex.policy.signals.respect_rate_limit_headers:
             signal = parse_quota(response.headers, self.clock.time())
             if signal is not None and signal.remaining is not None:
-                host.quota.update(now, signal.remaining, signal.reset_after, host.in_flight)
+                host.quota.update(
+                    now, signal.remaining, signal.reset_after, host.in_flight, signal.limit
+                )
                 if signal.remaining == 0 and signal.reset_after:
                     outcome.pause = max(
                         outcome.pause, self._pause(ex, signal.reset_after, "quota", now)

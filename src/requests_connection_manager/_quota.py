@@ -1,23 +1,25 @@
 """A host's server-advised quota: never send more than the server said remains.
 
 The parser (:mod:`._quota_headers`) reads what one response says: ``remaining`` requests
-until the quota resets in ``reset_after`` seconds. This module keeps, per host, what is
-left of that between two responses:
+until the quota resets in ``reset_after`` seconds, and the quota's size (``limit``). This
+module keeps, per host, what is left of it between two responses:
 
 - when a response says ``remaining = r``, the attempts still in flight to the host may or
   may not have been counted by the server; they are assumed *not* counted (the safe
-  side), so ``left = r - (attempts in flight)``;
-- each attempt admitted takes one from ``left``; when nothing is left the attempt waits
-  for the reset, like every other caller of the host;
-- a burst that fits in what is left is never slowed down: there is no pacing, only a
-  count (GitHub's 5,000 an hour must not turn 100 quick calls into 70 s);
-- at the reset the count is forgotten: until the next response says otherwise, the host is
-  not limited by it. A quota whose reset time is unknown is never waited on (it could be
-  forever); it is forgotten after :data:`UNKNOWN_RESET_TTL` seconds.
+  side): ``left = r - (attempts in flight)``;
+- each attempt admitted takes one from ``left``; a burst that fits in what is left is
+  never slowed down (there is no pacing, only a count: GitHub's 5,000 an hour must not
+  turn 100 quick calls into 70 s);
+- when nothing is left, the attempt waits for the reset, like every other caller of the
+  host (the pipeline pauses the host, as for a ``Retry-After``);
+- at the reset a new window starts with ``limit`` left when the size is known, and no
+  known reset time. If that is spent before any response tells more, an attempt waits
+  while others are still in flight (their answers will say what remains): it is woken
+  by the next answer (:meth:`QuotaState.wait_for_news`); with nothing in flight it goes
+  (it is the one that asks). Without a known size, the count is simply forgotten at the
+  reset.
 
-A response with ``remaining = 0`` pauses the host until the reset (the pipeline does that,
-as for a ``Retry-After``); this count is what keeps the threads of one process from
-overshooting *before* the server has to say 0.
+A count is trusted for :data:`UNKNOWN_RESET_TTL` seconds when the server gave no reset.
 """
 
 from __future__ import annotations
@@ -34,15 +36,23 @@ UNKNOWN_RESET_TTL = 60.0
 class QuotaState:
     """What is left of one host's advertised quota. Thread-safe; O(1) per operation."""
 
-    __slots__ = ("_left", "_lock", "_reset_at")
+    __slots__ = ("_expires", "_left", "_limit", "_lock", "_news", "_reset_at")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._news = threading.Condition(self._lock)
         self._left: Optional[int] = None
-        self._reset_at = 0.0
+        self._limit: Optional[int] = None
+        self._reset_at: Optional[float] = None  # the known reset of the current window
+        self._expires = 0.0  # when the count is no longer trusted
 
     def update(
-        self, now: float, remaining: int, reset_after: Optional[float], in_flight: int
+        self,
+        now: float,
+        remaining: int,
+        reset_after: Optional[float],
+        in_flight: int,
+        limit: Optional[int] = None,
     ) -> None:
         """Take in what a response said.
 
@@ -52,40 +62,63 @@ class QuotaState:
             reset_after: Seconds until the server's quota resets, or None if unknown.
             in_flight: Attempts to the host still on the wire (not counting the one that
                 brought this response).
+            limit: The quota's size, if the server said.
         """
         with self._lock:
             self._left = max(0, remaining - max(0, in_flight))
-            ttl = UNKNOWN_RESET_TTL if reset_after is None else reset_after
-            self._reset_at = now + ttl
+            if limit is not None:
+                self._limit = limit
+            self._reset_at = None if reset_after is None else now + reset_after
+            self._expires = now + (UNKNOWN_RESET_TTL if reset_after is None else reset_after)
             if reset_after is None and self._left <= 0:
-                self._left = None  # nothing left, and no reset to wait for: do not count
+                self._left = None  # nothing left and no reset to wait for: do not count
+            self._news.notify_all()
 
-    def take(self, now: float) -> float:
+    def settled(self) -> None:
+        """An attempt ended (with or without news): wake those waiting for news."""
+        with self._lock:
+            self._news.notify_all()
+
+    def wait_for_news(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds, in real time) for the next answer."""
+        with self._lock:
+            self._news.wait(timeout)
+
+    def take(self, now: float, in_flight: int) -> tuple[float, bool]:
         """Take one request from what is left.
 
         Args:
             now: Monotonic time of the attempt.
+            in_flight: Attempts to the host on the wire now.
 
         Returns:
-            0.0 when the attempt may go (one was taken, or no quota is known); otherwise
-            the seconds until the reset, when the attempt may try again.
+            ``(0.0, False)`` when the attempt may go (one was taken, or no quota is known);
+            ``(seconds, True)`` to wait for the known reset; ``(-1.0, False)`` to wait for
+            the answers in flight to say what remains (:meth:`wait_for_news`). Then take
+            again.
         """
         with self._lock:
+            if now >= self._expires and self._left is not None:
+                # The window is over: a new one starts, its reset unknown until told.
+                self._left = self._limit if self._reset_at is not None else None
+                self._reset_at = None
+                self._expires = now + UNKNOWN_RESET_TTL
             left = self._left
             if left is None:
-                return 0.0
-            if now >= self._reset_at:
-                self._left = None
-                return 0.0
+                return 0.0, False
             if left > 0:
                 self._left = left - 1
-                return 0.0
-            return self._reset_at - now
+                return 0.0, False
+            if self._reset_at is not None:
+                return self._reset_at - now, True
+            if in_flight > 0:
+                return -1.0, False
+            return 0.0, False  # nobody will tell: this attempt asks
 
     def known(self, now: float) -> Optional[int]:
         """Return what is left, or None when no quota is known at ``now``."""
         with self._lock:
-            if self._left is None or now >= self._reset_at:
+            if self._left is None or now >= self._expires:
                 return None
             return self._left
 
@@ -96,3 +129,4 @@ class QuotaState:
     def reinit_after_fork(self) -> None:
         """Give the state a fresh lock in a forked child."""
         self._lock = threading.Lock()
+        self._news = threading.Condition(self._lock)

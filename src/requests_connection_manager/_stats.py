@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["StatsRecorder"]
 
-_THROTTLE_REASONS = frozenset({"rate_limit", "pause", "throttle"})
+_THROTTLE_REASONS = frozenset({"rate_limit", "pause", "throttle", "quota"})
 
 
 class StatsRecorder:
