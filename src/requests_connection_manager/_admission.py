@@ -104,7 +104,8 @@ class Permit:
         now = admission.clock.monotonic()
         with host._lock:
             host.in_flight -= 1
-        host.quota.settled()
+        if host.quota is not None:
+            host.quota.settled()
         if outcome.response is not None:
             admission.observe(ex, outcome, self.sent_at, now)
         verdict = outcome.verdict = verdict_of(outcome)
@@ -161,7 +162,8 @@ class Permit:
         host = self._ex.host
         with host._lock:
             host.in_flight -= 1
-        host.quota.settled()
+        if host.quota is not None:
+            host.quota.settled()
         self.release()
 
 
@@ -300,10 +302,13 @@ class Admission:
 
     def _take_quota(self, ex: Exchange) -> None:
         host = ex.host
+        quota = host.quota
+        if quota is None:
+            return  # the server has advertised no quota
         news_until = math.inf
         for _ in range(_MAX_PAUSE_ROUNDS):
             now = self.clock.monotonic()
-            wait, until_reset = host.quota.take(now, host.in_flight)
+            wait, until_reset = quota.take(now, host.in_flight)
             if wait == 0:
                 return
             if until_reset:
@@ -318,7 +323,7 @@ class Admission:
             budget = min(news_until - started, ex.remaining(now))
             if budget <= 0:
                 return
-            host.quota.wait_for_news(budget)
+            quota.wait_for_news(budget)
             if self.closed.is_set():
                 raise closed_error(waiting=True)
             self.bus.publish(
@@ -374,7 +379,7 @@ class Admission:
         if ex.policy.signals.respect_rate_limit_headers:
             signal = parse_quota(response.headers, self.clock.time())
             if signal is not None and signal.remaining is not None:
-                host.quota.update(
+                host.quota_state().update(
                     now, signal.remaining, signal.reset_after, host.in_flight, signal.limit
                 )
                 if signal.remaining == 0 and signal.reset_after:

@@ -28,19 +28,71 @@ ProgressCallback = Callable[[int, int], Any]
 
 
 def _check_items(requests_data: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """Validate the items; messages carry 1.0.0's wording ("Request 0 ...") and ours."""
     if isinstance(requests_data, (str, bytes)) or not hasattr(requests_data, "__iter__"):
         raise TypeError("requests_data must be a list of (method, url, kwargs) tuples")
     items = []
     for index, item in enumerate(requests_data):
+        where = f"Request {index}"
         if not isinstance(item, (tuple, list)) or len(item) != 3:
-            raise ValueError(f"requests_data[{index}] must be a (method, url, kwargs) tuple")
+            raise ValueError(
+                f"{where} must be a tuple/list of (method, url, kwargs) (requests_data[{index}])"
+            )
         method, url, kwargs = item
         if not isinstance(method, str) or not isinstance(url, str):
-            raise ValueError(f"requests_data[{index}]: method and url must be str")
+            raise ValueError(
+                f"{where}: method and url must be strings "
+                f"(requests_data[{index}]: method and url must be str)"
+            )
         if not isinstance(kwargs, dict):
-            raise ValueError(f"requests_data[{index}]: kwargs must be a dict")
+            raise ValueError(
+                f"{where}: kwargs must be a dictionary "
+                f"(requests_data[{index}]: kwargs must be a dict)"
+            )
         items.append((method, url, kwargs))
     return items
+
+
+class _Results:
+    """The results of a batch, in input order, and the progress reports."""
+
+    def __init__(
+        self, items: list[tuple[str, str, dict[str, Any]]], on_progress: Optional[ProgressCallback]
+    ) -> None:
+        self._items = items
+        self._slots: list[Union[Response, Exception, None]] = [None] * len(items)
+        self._done = 0
+        self._on_progress = on_progress
+
+    def take(self, index: int, future: Future[Response]) -> None:
+        """Store the outcome of item ``index``; a ``BaseException`` is raised, not stored."""
+        error = future.exception()
+        if error is None:
+            self._slots[index] = future.result()
+        elif isinstance(error, Exception):
+            self._slots[index] = error
+            if logger.isEnabledFor(logging.DEBUG):
+                method, url, _ = self._items[index]
+                logger.debug(
+                    "batch item %d (%s %s) failed: %s",
+                    index,
+                    method,
+                    redact_url(url),
+                    type(error).__name__,
+                )
+        else:  # KeyboardInterrupt and friends are not results
+            raise error
+        self._done += 1
+        if self._on_progress is not None:
+            _report(self._on_progress, self._done, len(self._slots))
+
+    def final(self, return_exceptions: bool) -> list[Union[Response, Exception]]:
+        """The results; the first failure raised instead when ``return_exceptions`` is False."""
+        if not return_exceptions:
+            for result in self._slots:
+                if isinstance(result, Exception):
+                    raise result
+        return self._slots  # type: ignore[return-value]  # every slot is filled
 
 
 def run_batch(
@@ -51,6 +103,10 @@ def run_batch(
     on_progress: Optional[ProgressCallback] = None,
 ) -> list[Union[Response, Exception]]:
     """Run ``request(method, url, **kwargs)`` for every item on up to ``max_workers`` threads.
+
+    Interrupted (Ctrl-C, or any ``BaseException`` from a call or ``on_progress``), it
+    cancels every item that has not started, returns at once (items already on the wire
+    finish in their threads, bounded by their own timeouts) and re-raises.
 
     Args:
         request: The function that makes one call (the manager's ``request``).
@@ -74,45 +130,26 @@ def run_batch(
     if on_progress is not None and not callable(on_progress):
         raise TypeError("on_progress must be callable or None")
     items = _check_items(requests_data)
-    total = len(items)
-    if not total:
+    if not items:
         return []
-    results: list[Union[Response, Exception, None]] = [None] * total
-    with ThreadPoolExecutor(
-        max_workers=min(max_workers, total), thread_name_prefix="rcm-batch"
-    ) as pool:
+    results = _Results(items, on_progress)
+    pool = ThreadPoolExecutor(
+        max_workers=min(max_workers, len(items)), thread_name_prefix="rcm-batch"
+    )
+    try:
         pending: dict[Future[Response], int] = {
             pool.submit(request, method, url, **kwargs): index
             for index, (method, url, kwargs) in enumerate(items)
         }
-        done_count = 0
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                index = pending.pop(future)
-                error = future.exception()
-                if error is None:
-                    results[index] = future.result()
-                elif isinstance(error, Exception):
-                    results[index] = error
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug(
-                            "batch item %d (%s %s) failed: %s",
-                            index,
-                            items[index][0],
-                            redact_url(items[index][1]),
-                            type(error).__name__,
-                        )
-                else:  # KeyboardInterrupt and friends are not results
-                    raise error
-                done_count += 1
-                if on_progress is not None:
-                    _report(on_progress, done_count, total)
-    if not return_exceptions:
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-    return results  # type: ignore[return-value]  # every slot is filled
+                results.take(pending.pop(future), future)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results.final(return_exceptions)
 
 
 def _report(on_progress: ProgressCallback, done: int, total: int) -> None:

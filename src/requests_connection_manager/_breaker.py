@@ -91,7 +91,7 @@ class HostBreaker:
         self._lock = threading.Lock()
         self._probes = 0
         self._slots = probe_slots
-        self._window = None if settings.failure_rate is None else FailureRateWindow(settings.window)
+        self._window: Optional[FailureRateWindow] = None  # built at the first verdict
 
     @property
     def state(self) -> str:

@@ -584,6 +584,86 @@ def _timeline_lines(
 
 
 # -------------------------------------------------------------------------------- entry
+@dataclass
+class _Run:
+    """What one run of the demo measured."""
+
+    servers: list[DemoServer]
+    plan: list[DemoServer]
+    tally: _Tally
+    timeline: _BreakerTimeline
+    stats: dict[str, Any]
+    start: float
+    elapsed: float
+
+
+def _run(workers: int, requests: int, seed: int, progress: _Progress) -> _Run:
+    """Serve the demo hosts, drive the calls through one manager, collect what happened."""
+    rng = random.Random(seed)
+    servers = _make_servers(seed)
+    plan = _schedule(servers, requests, rng)
+    tally = _Tally(requests, progress.update)
+    timeline = _BreakerTimeline()
+    with _serving(servers):
+        cm = ConnectionManager(pool_maxsize=max(10, workers), on_event=timeline, **MANAGER_SETTINGS)
+        try:
+            start = time.monotonic()
+            for server in servers:
+                server.start_workload(start)
+            try:
+                _drive(cm, plan, workers, tally, start)
+            finally:
+                progress.finish()
+            elapsed = time.monotonic() - start
+            stats = cm.get_stats()  # before close(): closing forgets the hosts
+        finally:
+            cm.close()
+    return _Run(servers, plan, tally, timeline, stats, start, elapsed)
+
+
+def _report(run: _Run, requests: int, workers: int, seed: int, out: TextIO) -> None:
+    hosts: dict[str, Any] = run.stats["hosts"]
+    by_name = {server.name: server for server in run.servers}
+    lines = [
+        f"requests-connection-manager demo: {requests} calls, {workers} workers, seed {seed}",
+        "",
+        *_table(TABLE_HEADERS, _host_rows(run.servers, hosts), set(range(1, 9))),
+        "",
+        "outcomes: " + ", ".join(f"{name} {run.tally.counts[name]}" for name in OUTCOMES),
+        f"elapsed: {run.elapsed:.2f} s",
+        "",
+        "breaker timeline (seconds from the start of the workload):",
+        *_timeline_lines(run.timeline.events, run.start, run.servers),
+        "",
+        "what happened:",
+        *_explain(by_name, hosts, run.tally),
+    ]
+    print("\n".join(lines), file=out)
+
+
+def _problems(run: _Run, requests: int) -> list[str]:
+    tally, hosts = run.tally, run.stats["hosts"]
+    by_name = {server.name: server for server in run.servers}
+    problems: list[str] = []
+    if tally.done != requests:
+        problems.append(f"only {tally.done} of {requests} calls finished")
+    for outcome in (OTHER, UNEXPECTED):
+        if tally.counts[outcome]:
+            problems.append(f"{tally.counts[outcome]} call(s) ended with outcome {outcome!r}")
+    outage_stats = hosts.get(by_name["outage"].key, {})
+    if outage_stats.get("breaker_opened", 0) < 1:
+        problems.append("the outage host's circuit breaker never opened")
+    if outage_stats.get("breaker_state") != "closed":
+        problems.append(
+            "the outage host's circuit breaker is "
+            f"{outage_stats.get('breaker_state', 'missing')} at the end, not closed"
+        )
+    for server in run.servers:
+        problems.extend(f"{server.label} server error:\n{text}" for text in server.errors)
+    problems.extend(_check_stats(run.servers, run.plan, run.stats, tally))
+    return problems
+
+
 def run_demo(
     *,
     workers: int = DEFAULT_WORKERS,
@@ -615,76 +695,15 @@ def run_demo(
         raise ValueError(f"requests must be >= {MIN_REQUESTS}, got {requests}")
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    rng = random.Random(seed)
-    servers = _make_servers(seed)
-    by_name = {server.name: server for server in servers}
-    plan = _schedule(servers, requests, rng)
-    progress = _Progress(requests, err, enabled=not quiet)
-    tally = _Tally(requests, progress.update)
-
-    timeline = _BreakerTimeline()
-    with _serving(servers):
-        cm = ConnectionManager(pool_maxsize=max(10, workers), on_event=timeline, **MANAGER_SETTINGS)
-        try:
-            start = time.monotonic()
-            for server in servers:
-                server.start_workload(start)
-            try:
-                _drive(cm, plan, workers, tally, start)
-            finally:
-                progress.finish()
-            elapsed = time.monotonic() - start
-            stats = cm.get_stats()  # before close(): closing forgets the hosts
-        finally:
-            cm.close()
-
-    hosts: dict[str, Any] = stats["hosts"]
-    print(
-        f"requests-connection-manager demo: {requests} calls, {workers} workers, seed {seed}",
-        file=out,
-    )
-    print("", file=out)
-    print(
-        "\n".join(_table(TABLE_HEADERS, _host_rows(servers, hosts), set(range(1, 9)))),
-        file=out,
-    )
-    print("", file=out)
-    print(
-        "outcomes: " + ", ".join(f"{name} {tally.counts[name]}" for name in OUTCOMES),
-        file=out,
-    )
-    print(f"elapsed: {elapsed:.2f} s", file=out)
-    print("", file=out)
-    print("breaker timeline (seconds from the start of the workload):", file=out)
-    print("\n".join(_timeline_lines(timeline.events, start, servers)), file=out)
-    print("", file=out)
-    print("what happened:", file=out)
-    print("\n".join(_explain(by_name, hosts, tally)), file=out)
-
-    problems: list[str] = []
-    if tally.done != requests:
-        problems.append(f"only {tally.done} of {requests} calls finished")
-    for outcome in (OTHER, UNEXPECTED):
-        if tally.counts[outcome]:
-            problems.append(f"{tally.counts[outcome]} call(s) ended with outcome {outcome!r}")
-    outage_stats = hosts.get(by_name["outage"].key, {})
-    if outage_stats.get("breaker_opened", 0) < 1:
-        problems.append("the outage host's circuit breaker never opened")
-    if outage_stats.get("breaker_state") != "closed":
-        problems.append(
-            "the outage host's circuit breaker is "
-            f"{outage_stats.get('breaker_state', 'missing')} at the end, not closed"
-        )
-    for server in servers:
-        problems.extend(f"{server.label} server error:\n{text}" for text in server.errors)
-    problems.extend(_check_stats(servers, plan, stats, tally))
-
+    run = _run(workers, requests, seed, _Progress(requests, err, enabled=not quiet))
+    _report(run, requests, workers, seed, out)
+    problems = _problems(run, requests)
     if not problems:
         return 0
     print("", file=err)
     print("demo FAILED: it did not behave as designed:", file=err)
     for problem in problems:
         print(f"  - {problem}", file=err)
-    for detail in tally.details:
+    for detail in run.tally.details:
         print(f"  {detail.rstrip()}", file=err)
     return 1

@@ -107,6 +107,23 @@ def _parse_host(text: str, host_text: str) -> tuple[str, bool]:
     return name, wildcard
 
 
+def _split_authority(text: str, authority: str) -> tuple[str, str]:
+    """Split a pattern's authority into the host and what follows it (``":PORT"`` or "")."""
+    if authority.startswith("["):
+        end = authority.find("]")
+        host_text = authority if end < 0 else authority[: end + 1]
+        after = "" if end < 0 else authority[end + 1 :]
+        if after and not after.startswith(":"):
+            raise _refuse(text, "only ':PORT' may follow a bracketed IPv6 address")
+        return host_text, after
+    if "[" in authority or "]" in authority:
+        raise _refuse(text, "'[...]' is accepted only around a whole IPv6 address")
+    if authority.count(":") > 1:
+        raise _refuse(text, "an IPv6 address must be in brackets, as in '[::1]'")
+    host_text, colon, port_part = authority.partition(":")
+    return host_text, colon + port_part
+
+
 def _parse_port(text: str, port_text: str) -> int:
     """Validate the port part of a pattern."""
     if not _PORT_RE.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
@@ -179,19 +196,7 @@ class EndpointPattern:
         if "@" in authority:
             raise _refuse(text, "userinfo ('user@') is not accepted")
 
-        if authority.startswith("["):
-            end = authority.find("]")
-            host_text = authority if end < 0 else authority[: end + 1]
-            after = "" if end < 0 else authority[end + 1 :]
-            if after and not after.startswith(":"):
-                raise _refuse(text, "only ':PORT' may follow a bracketed IPv6 address")
-        else:
-            if "[" in authority or "]" in authority:
-                raise _refuse(text, "'[...]' is accepted only around a whole IPv6 address")
-            if authority.count(":") > 1:
-                raise _refuse(text, "an IPv6 address must be in brackets, as in '[::1]'")
-            host_text, colon, port_part = authority.partition(":")
-            after = colon + port_part
+        host_text, after = _split_authority(text, authority)
         host, wildcard = _parse_host(text, host_text)
         port = _parse_port(text, after[1:]) if after else None
 

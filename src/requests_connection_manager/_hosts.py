@@ -102,7 +102,7 @@ class HostState:
         limiter: The host's client rate limiter, or None.
         breaker: The host's breaker, or None.
         budget: The host's retry budget, or None.
-        quota: What is left of the quota the server advertised.
+        quota: What is left of the quota the server advertised (None until one is).
         slowdown: The shared pause for 429s that give no hint.
         throttle: Adaptive client-side throttling, or None.
         stats: The host's counters.
@@ -131,7 +131,7 @@ class HostState:
         self.limiter: Optional[Limiter] = None
         self.breaker: Optional[HostBreaker] = None
         self.budget: Optional[RetryBudget] = None
-        self.quota = QuotaState()
+        self.quota: Optional[QuotaState] = None
         self.slowdown: Optional[HostSlowdown] = None
         self.throttle: Optional[AdaptiveThrottle] = None
         self.stats = HostStats()
@@ -139,6 +139,16 @@ class HostState:
         self.users = 0
         self._paused_until = 0.0
         self._lock = threading.Lock()
+
+    def quota_state(self) -> QuotaState:
+        """The host's quota count, built when a server first advertises one."""
+        quota = self.quota
+        if quota is None:
+            with self._lock:
+                if self.quota is None:
+                    self.quota = QuotaState()
+                quota = self.quota
+        return quota
 
     def slowdown_for(self, rng: Any) -> Optional[HostSlowdown]:
         """The host's slow-down for bare 429s, built on first use (capped by the policy).
@@ -179,7 +189,7 @@ class HostState:
         out = self.stats.snapshot()
         out["breaker_state"] = self.breaker.state if self.breaker is not None else "disabled"
         out["paused_for"] = round(self.paused_for(now), 3)
-        out["quota_remaining"] = self.quota.known(now)
+        out["quota_remaining"] = None if self.quota is None else self.quota.known(now)
         if self.throttle is not None:
             out["throttle_probability"] = round(self.throttle.probability(now), 4)
         return out
@@ -190,7 +200,8 @@ class HostState:
         Args:
             now: Monotonic time.
             tier: 0 when nothing may be lost, 1 when a closed breaker's partial count may
-                go, 2 when a pause, a quota count or a rate-limit window may go too.
+                go, 2 when a pause or a quota count may go too, 3 when a rate-limit window
+                may go too.
         """
         if self.users or self.in_flight:
             return False
@@ -199,17 +210,19 @@ class HostState:
             breaker.is_idle(now) if tier == 0 else breaker.can_forget()
         ):
             return False
-        if tier >= 2:
-            return True
-        if self.paused_for(now) > 0.0 or not self.quota.quiet(now):
+        quota = self.quota
+        if tier < 2 and (
+            self.paused_for(now) > 0.0 or (quota is not None and not quota.quiet(now))
+        ):
             return False
-        return self.limiter is None or self.limiter.quiet()
+        return tier >= 3 or self.limiter is None or self.limiter.quiet()
 
     def reinit_after_fork(self) -> None:
         """Fresh locks in a forked child (parts with locks are rebuilt by the registry)."""
         self._lock = threading.Lock()
         self.stats.reinit_after_fork()
-        self.quota.reinit_after_fork()
+        if self.quota is not None:
+            self.quota.reinit_after_fork()
 
 
 class HostRegistry:

@@ -9,15 +9,18 @@ swapped in as a new immutable snapshot, effective from the next request on) or i
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ._auth import DEFAULT_API_KEY_HEADER
+from ._batch import ProgressCallback, run_batch
 from ._validate import CertType, VerifyType, check_cert, check_verify
 from .plugins import HookType, PluginManager
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+
+    from requests import Response
 
     from ._engine import Engine
     from ._session import ManagedSession
@@ -39,6 +42,26 @@ class LegacyAPI:
 
     _engine: Engine
     _session: ManagedSession
+
+    request: Callable[..., Response]  # the manager's
+
+    def batch_request(
+        self,
+        requests_data: Sequence[tuple[str, str, dict[str, Any]]],
+        max_workers: int = 5,
+        return_exceptions: bool = True,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> list[Union[Response, Exception]]:
+        """Send many requests concurrently through the pipeline (limiter and breaker shared).
+
+        ``requests_data`` holds ``(method, url, kwargs)`` per request; results (responses,
+        or exceptions in place of failed requests) come back in input order. See
+        :func:`~._batch.run_batch` for every argument.
+
+        Returns:
+            One response or exception per request, in input order.
+        """
+        return run_batch(self.request, requests_data, max_workers, return_exceptions, on_progress)
 
     # ------------------------------------------------------------------ endpoint configs
     def add_endpoint_config(self, pattern: str, config: dict[str, Any]) -> None:

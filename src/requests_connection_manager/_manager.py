@@ -15,17 +15,16 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from urllib3.util import Timeout as TimeoutSauce
 
-from ._auth import DEFAULT_API_KEY_HEADER
-from ._batch import ProgressCallback, run_batch
+from ._auth import AUTH_FIELDS, DEFAULT_API_KEY_HEADER
 from ._engine import Engine
 from ._legacy import LegacyAPI
 from ._session import ManagedSession
+from ._stats import manager_stats
 from ._validate import CertType, VerifyType, check_bool, check_cert, check_int, check_verify
-from .config import DEFAULT_IDEMPOTENCY_HEADER, MAX_POOL_SIZE, Policy
+from .config import DEFAULT_IDEMPOTENCY_HEADER, MAX_POOL_SIZE, POLICY_DEFAULTS, Policy
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Sequence
     from types import TracebackType
 
     import requests
@@ -175,65 +174,8 @@ class ConnectionManager(LegacyAPI):
         clock: Optional[Clock] = None,
         on_event: Optional[Subscriber] = None,
     ) -> None:
-        check_int("pool_connections", pool_connections, 1, MAX_POOL_SIZE)
-        check_int("pool_maxsize", pool_maxsize, 1, MAX_POOL_SIZE)
-        check_bool("pool_block", pool_block)
-        verify = check_verify("verify", verify)
-        cert = check_cert("cert", cert)
-        policy = {
-            "max_retries": max_retries,
-            "backoff_factor": backoff_factor,
-            "retry": retry,
-            "retry_after_max": retry_after_max,
-            "idempotency_keys": idempotency_keys,
-            "idempotency_key_header": idempotency_key_header,
-            "timeout": timeout,
-            "connect_timeout": connect_timeout,
-            "read_timeout": read_timeout,
-            "total_timeout": total_timeout,
-            "rate_limit_requests": rate_limit_requests,
-            "rate_limit_period": rate_limit_period,
-            "rate_limit_max_wait": rate_limit_max_wait,
-            "rate_limit_strategy": rate_limit_strategy,
-            "circuit_breaker_failure_threshold": circuit_breaker_failure_threshold,
-            "circuit_breaker_recovery_timeout": circuit_breaker_recovery_timeout,
-            "circuit_breaker_half_open_max_calls": circuit_breaker_half_open_max_calls,
-            "circuit_breaker_failure_rate": circuit_breaker_failure_rate,
-            "circuit_breaker_minimum_calls": circuit_breaker_minimum_calls,
-            "circuit_breaker_window": circuit_breaker_window,
-            "circuit_breaker_slow_call_duration": circuit_breaker_slow_call_duration,
-            "retry_budget": retry_budget,
-            "retry_budget_burst": retry_budget_burst,
-            "respect_rate_limit_headers": respect_rate_limit_headers,
-            "adaptive_throttling": adaptive_throttling,
-            "adaptive_throttling_k": adaptive_throttling_k,
-            "ssl_context": ssl_context,
-        }
-        credentials = {
-            "api_key": api_key,
-            "api_key_header": api_key_header,
-            "bearer_token": bearer_token,
-            "oauth2_token": oauth2_token,
-            "basic_auth": basic_auth,
-        }
-        self._engine = Engine(
-            policy,
-            credentials,
-            endpoint_configs,
-            clock=clock,
-            redis_url=redis_url,
-            redis_client=redis_client,
-            redis_prefix=redis_prefix,
-            on_event=on_event,
-        )
-        self._session = ManagedSession(
-            engine=self._engine,
-            pool_connections=pool_connections,
-            pool_maxsize=pool_maxsize,
-            pool_block=pool_block,
-        )
-        self._session.verify = verify
-        self._session.cert = cert
+        given = dict(locals())
+        self._engine, self._session = _build(given)
 
     # ------------------------------------------------------------------ session surface
     @property
@@ -316,24 +258,6 @@ class ConnectionManager(LegacyAPI):
         """Send an OPTIONS request. See :meth:`request`."""
         return self.request("OPTIONS", url, **kwargs)
 
-    def batch_request(
-        self,
-        requests_data: Sequence[tuple[str, str, dict[str, Any]]],
-        max_workers: int = 5,
-        return_exceptions: bool = True,
-        on_progress: Optional[ProgressCallback] = None,
-    ) -> list[Union[Response, Exception]]:
-        """Send many requests concurrently through the pipeline (limiter and breaker shared).
-
-        ``requests_data`` holds ``(method, url, kwargs)`` per request; results (responses,
-        or exceptions in place of failed requests) come back in input order. See
-        :func:`~._batch.run_batch` for every argument.
-
-        Returns:
-            One response or exception per request, in input order.
-        """
-        return run_batch(self.request, requests_data, max_workers, return_exceptions, on_progress)
-
     # ------------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Close pooled connections, wake waiting calls and refuse new ones. Idempotent."""
@@ -372,35 +296,40 @@ class ConnectionManager(LegacyAPI):
         Returns:
             A new dict; changing it changes nothing.
         """
-        engine = self._engine
-        now = engine.clock.monotonic()
-        states = engine.hosts.states()
-        breakers = [s.breaker for s in states if s.breaker is not None]
-        names = {b.state for b in breakers}
-        policy = engine.settings.policy
-        if policy.breaker is None and not breakers:
-            overall = "disabled"
-        elif "open" in names:
-            overall = "open"
-        elif "half-open" in names:
-            overall = "half-open"
-        else:
-            overall = "closed"
-        shared = engine.shared
-        return {
-            "circuit_breaker_state": overall,
-            "circuit_breaker_failure_count": sum(b.failure_count for b in breakers),
+        legacy = {
             "rate_limit_requests": self.rate_limit_requests,
             "rate_limit_period": self.rate_limit_period,
             "timeout": self.timeout,
             "requests_made": self._session.calls,
             "ssl_verification": self._session.verify,
             "client_certificate_configured": self._session.cert is not None,
-            "connect_timeout": policy.timeouts.connect,
-            "read_timeout": policy.timeouts.read,
-            "total_timeout": policy.timeouts.total,
-            "ssl_context_configured": policy.tls.ssl_context is not None,
-            "registered_hooks": engine.plugins.list_hooks(),
-            "shared_state": {"enabled": False} if shared is None else shared.status(),
-            "hosts": {s.key: s.snapshot(now) for s in states},
         }
+        return manager_stats(self._engine, legacy)
+
+
+def _build(given: dict[str, Any]) -> tuple[Engine, ManagedSession]:
+    """Validate the constructor's keywords; build the engine and the session."""
+    check_int("pool_connections", given["pool_connections"], 1, MAX_POOL_SIZE)
+    check_int("pool_maxsize", given["pool_maxsize"], 1, MAX_POOL_SIZE)
+    check_bool("pool_block", given["pool_block"])
+    verify = check_verify("verify", given["verify"])
+    cert = check_cert("cert", given["cert"])
+    engine = Engine(
+        {name: given[name] for name in POLICY_DEFAULTS if name not in ("verify", "cert")},
+        {name: given[name] for name in AUTH_FIELDS},
+        given["endpoint_configs"],
+        clock=given["clock"],
+        redis_url=given["redis_url"],
+        redis_client=given["redis_client"],
+        redis_prefix=given["redis_prefix"],
+        on_event=given["on_event"],
+    )
+    session = ManagedSession(
+        engine=engine,
+        pool_connections=given["pool_connections"],
+        pool_maxsize=given["pool_maxsize"],
+        pool_block=given["pool_block"],
+    )
+    session.verify = verify
+    session.cert = cert
+    return engine, session

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ._auth import AUTH_FIELDS, Credentials, check_credentials
 from ._endpoints import EndpointPattern, EndpointTable
 from ._redaction import Secrets
-from .config import Policy, build_policy
+from .config import POLICY_DEFAULTS, Policy, build_policy
 
 if TYPE_CHECKING:
     from ._url import Target
@@ -46,25 +46,7 @@ SCOPED_KEYS = frozenset(
 #: TLS keywords; in an endpoint config they override the session's for matching hosts.
 TLS_KEYS = frozenset({"verify", "cert", "ssl_context"})
 #: The keywords :func:`~.config.build_policy` takes (an endpoint config may set any of them).
-POLICY_KEYS = (
-    SCOPED_KEYS
-    | TLS_KEYS
-    | frozenset(
-        {
-            "max_retries",
-            "backoff_factor",
-            "retry",
-            "retry_after_max",
-            "idempotency_keys",
-            "idempotency_key_header",
-            "timeout",
-            "connect_timeout",
-            "read_timeout",
-            "total_timeout",
-            "respect_rate_limit_headers",
-        }
-    )
-)
+POLICY_KEYS = frozenset(POLICY_DEFAULTS)
 #: Every key an endpoint config may set.
 ENDPOINT_KEYS = POLICY_KEYS | frozenset(AUTH_FIELDS)
 # The parts of a policy, and the keywords that build each.

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import importlib.util
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Optional
 
 from urllib3.util.retry import Retry
@@ -36,6 +38,7 @@ from ._validate import (
 __all__ = [
     "DEFAULT_STATUS_FORCELIST",
     "MAX_POOL_SIZE",
+    "POLICY_DEFAULTS",
     "STRATEGIES",
     "BreakerConfig",
     "BudgetConfig",
@@ -378,86 +381,117 @@ class Policy:
                 raise TypeError(f"Policy.{name} must be {wanted}, got {type(value).__name__}")
 
 
-def build_policy(
-    *,
-    max_retries: Any = 3,
-    backoff_factor: Any = 0.3,
-    retry: Any = None,
-    retry_after_max: Any = 120,
-    idempotency_keys: Any = False,
-    idempotency_key_header: Any = DEFAULT_IDEMPOTENCY_HEADER,
-    timeout: Any = 30,
-    connect_timeout: Any = None,
-    read_timeout: Any = None,
-    total_timeout: Any = None,
-    rate_limit_requests: Any = None,
-    rate_limit_period: Any = 60,
-    rate_limit_max_wait: Any = None,
-    rate_limit_strategy: Any = "fixed-window",
-    circuit_breaker_failure_threshold: Any = 5,
-    circuit_breaker_recovery_timeout: Any = 60,
-    circuit_breaker_half_open_max_calls: Any = 1,
-    circuit_breaker_failure_rate: Any = 0.5,
-    circuit_breaker_minimum_calls: Any = 20,
-    circuit_breaker_window: Any = 30,
-    circuit_breaker_slow_call_duration: Any = None,
-    retry_budget: Any = 0.2,
-    retry_budget_burst: Any = 10,
-    respect_rate_limit_headers: Any = True,
-    adaptive_throttling: Any = False,
-    adaptive_throttling_k: Any = 2.0,
-    verify: Any = None,
-    cert: Any = None,
-    ssl_context: Any = None,
-    scope: str = "",
-) -> Policy:
-    """Turn the policy keywords of the manager (or of an endpoint config) into a :class:`Policy`.
+#: The policy keywords of the manager (and of an endpoint config), and their defaults.
+POLICY_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "max_retries": 3,
+        "backoff_factor": 0.3,
+        "retry": None,
+        "retry_after_max": 120,
+        "idempotency_keys": False,
+        "idempotency_key_header": DEFAULT_IDEMPOTENCY_HEADER,
+        "timeout": 30,
+        "connect_timeout": None,
+        "read_timeout": None,
+        "total_timeout": None,
+        "rate_limit_requests": None,
+        "rate_limit_period": 60,
+        "rate_limit_max_wait": None,
+        "rate_limit_strategy": "fixed-window",
+        "circuit_breaker_failure_threshold": 5,
+        "circuit_breaker_recovery_timeout": 60,
+        "circuit_breaker_half_open_max_calls": 1,
+        "circuit_breaker_failure_rate": 0.5,
+        "circuit_breaker_minimum_calls": 20,
+        "circuit_breaker_window": 30,
+        "circuit_breaker_slow_call_duration": None,
+        "retry_budget": 0.2,
+        "retry_budget_burst": 10,
+        "respect_rate_limit_headers": True,
+        "adaptive_throttling": False,
+        "adaptive_throttling_k": 2.0,
+        "verify": None,
+        "cert": None,
+        "ssl_context": None,
+    }
+)
 
-    A part that is off (``rate_limit_requests=None``, ``circuit_breaker_failure_threshold=None``,
-    ``retry_budget=None``) is None in the policy; its other keywords are still validated, so
-    a typo is never silently ignored.
+
+def _rate_limit(kw: Mapping[str, Any]) -> Optional[RateLimitConfig]:
+    fields = (kw["rate_limit_period"], kw["rate_limit_max_wait"], kw["rate_limit_strategy"])
+    if kw["rate_limit_requests"] is None:
+        period, max_wait, strategy = fields
+        RateLimitConfig(1, period, max_wait)  # the others are still validated
+        if strategy not in STRATEGIES:
+            RateLimitConfig(1, period, max_wait, strategy)
+        return None
+    return RateLimitConfig(kw["rate_limit_requests"], *fields)
+
+
+def _breaker(kw: Mapping[str, Any]) -> Optional[BreakerConfig]:
+    fields = (
+        kw["circuit_breaker_recovery_timeout"],
+        kw["circuit_breaker_half_open_max_calls"],
+        kw["circuit_breaker_failure_rate"],
+        kw["circuit_breaker_minimum_calls"],
+        kw["circuit_breaker_window"],
+        kw["circuit_breaker_slow_call_duration"],
+    )
+    threshold = kw["circuit_breaker_failure_threshold"]
+    if threshold is None:
+        BreakerConfig(1, *fields)  # the others are still validated
+        return None
+    return BreakerConfig(threshold, *fields)
+
+
+def _budget(kw: Mapping[str, Any]) -> Optional[BudgetConfig]:
+    if kw["retry_budget"] is None:
+        BudgetConfig(0.0, kw["retry_budget_burst"])  # the burst is still validated
+        return None
+    return BudgetConfig(kw["retry_budget"], kw["retry_budget_burst"])
+
+
+def build_policy(scope: str = "", **keywords: Any) -> Policy:
+    """Turn policy keywords (of the manager, or of an endpoint config) into a :class:`Policy`.
+
+    Keywords not given take their default (:data:`POLICY_DEFAULTS`). A part that is off
+    (``rate_limit_requests=None``, ``circuit_breaker_failure_threshold=None``,
+    ``retry_budget=None``) is None in the policy; its other keywords are still validated,
+    so a typo is never silently ignored.
+
+    Args:
+        scope: ``""``, or the endpoint pattern whose own limiter and breaker it builds.
+        **keywords: Policy keywords (:data:`POLICY_DEFAULTS` names them).
 
     Returns:
         The validated, immutable policy.
 
     Raises:
-        TypeError: A keyword has the wrong type; the message names it.
+        TypeError: A keyword is unknown or has the wrong type; the message names it.
         ValueError: A keyword is out of range; the message names it and the range.
     """
-    retries = RetryConfig(
-        max_retries,
-        backoff_factor,
-        retry,
-        retry_after_max,
-        idempotency_keys,
-        idempotency_key_header,
+    unknown = sorted(set(keywords) - POLICY_DEFAULTS.keys())
+    if unknown:
+        raise TypeError(f"build_policy() got an unexpected keyword argument {unknown[0]!r}")
+    kw = {**POLICY_DEFAULTS, **keywords}
+    return Policy(
+        RetryConfig(
+            kw["max_retries"],
+            kw["backoff_factor"],
+            kw["retry"],
+            kw["retry_after_max"],
+            kw["idempotency_keys"],
+            kw["idempotency_key_header"],
+        ),
+        TimeoutConfig.from_keywords(
+            kw["timeout"], kw["connect_timeout"], kw["read_timeout"], kw["total_timeout"]
+        ),
+        _rate_limit(kw),
+        _breaker(kw),
+        _budget(kw),
+        SignalsConfig(
+            kw["respect_rate_limit_headers"], kw["adaptive_throttling"], kw["adaptive_throttling_k"]
+        ),
+        TLSConfig(kw["verify"], kw["cert"], kw["ssl_context"]),
+        scope,
     )
-    timeouts = TimeoutConfig.from_keywords(timeout, connect_timeout, read_timeout, total_timeout)
-    limit = None
-    if rate_limit_requests is None:
-        RateLimitConfig(1, rate_limit_period, rate_limit_max_wait, rate_limit_strategy)  # validates
-    else:
-        limit = RateLimitConfig(
-            rate_limit_requests, rate_limit_period, rate_limit_max_wait, rate_limit_strategy
-        )
-    breaker_fields = (
-        circuit_breaker_recovery_timeout,
-        circuit_breaker_half_open_max_calls,
-        circuit_breaker_failure_rate,
-        circuit_breaker_minimum_calls,
-        circuit_breaker_window,
-        circuit_breaker_slow_call_duration,
-    )
-    breaker = None
-    if circuit_breaker_failure_threshold is None:
-        BreakerConfig(1, *breaker_fields)  # validates the others
-    else:
-        breaker = BreakerConfig(circuit_breaker_failure_threshold, *breaker_fields)
-    budget = None
-    if retry_budget is None:
-        BudgetConfig(0.0, retry_budget_burst)
-    else:
-        budget = BudgetConfig(retry_budget, retry_budget_burst)
-    signals = SignalsConfig(respect_rate_limit_headers, adaptive_throttling, adaptive_throttling_k)
-    tls = TLSConfig(verify, cert, ssl_context)
-    return Policy(retries, timeouts, limit, breaker, budget, signals, tls, scope)
