@@ -69,8 +69,10 @@ def test_keys_land_on_the_node_primary_for_names(redis_cluster: LocalRedisCluste
             assert owner.command("GET", key) == b"closed"
             for other in redis_cluster.primaries():
                 if other is not owner:
-                    with pytest.raises(MovedError):
+                    with pytest.raises(redis.ResponseError) as moved:
                         other.command("GET", key)
+                    # redis-py 8 parses the redirection; 5.x leaves "MOVED <slot> <addr>"
+                    assert isinstance(moved.value, MovedError) or "MOVED" in str(moved.value)
         assert len(used) > 1, "12 hash tags all on one node: slot lookup is suspect"
         # One hash tag, one slot: the breaker keys and a limiter key of a host stay together.
         tag = "{rcm:http://a:80}"
