@@ -90,7 +90,10 @@ class Invalidations:
         while not self._stop.is_set():
             pubsub: Any = None
             try:
-                pubsub = self._connect().pubsub()
+                # Keep the client referenced while its pubsub lives: redis-py closes the
+                # pool of a garbage-collected client, which drops the subscription.
+                client = self._connect()
+                pubsub = client.pubsub()
                 if self._sharded:
                     pubsub.ssubscribe(self._channel)
                 else:
