@@ -252,22 +252,21 @@ def test_bare_429s_slow_the_host_down_and_every_call_completes(
 
 
 def test_bare_429_pauses_grow_once_for_a_burst(app: AppServer, clock: FakeClock) -> None:
-    """Eight 429s for attempts sent together grow the slow-down once, not eight times."""
-    app.ok("/api", b"slow down", status=429)
+    """Eight 429s for attempts on the wire together pause the host once, at the first level."""
+    together = threading.Barrier(8)
+
+    def all_at_once(request: Request) -> Response:
+        together.wait(10)  # the server answers only once all eight are in
+        return Response(b"slow down", status=429)
+
+    app.route("/api", all_at_once)
     events: list[Any] = []
-    barrier = threading.Barrier(8)
     with ConnectionManager(clock=clock, max_retries=0, on_event=events.append) as cm:
-
-        def call() -> int:
-            barrier.wait(5)
-            return cm.get(app.url("/api")).status_code
-
-        assert _parallel(8, call) == [429] * 8
-    started = [e for e in events if isinstance(e, AttemptStarted)]
+        assert _parallel(8, lambda: cm.get(app.url("/api")).status_code) == [429] * 8
     pauses = [e for e in events if isinstance(e, HostPaused)]
-    assert len(started) >= 1
-    assert 1 <= len(pauses) <= 8
-    assert max(p.seconds for p in pauses) <= 0.5  # the first level: it grew at most once
+    assert len(pauses) == 8  # every 429 pauses (extends) the host ...
+    assert max(p.seconds for p in pauses) <= 0.5  # ... but the level grew only once
+    assert clock.sleeps == []
 
 
 # --------------------------------------------------------------- failure-rate breaker

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from . import _forksafe
 from ._admission import Admission
+from ._auth import AUTH_FIELDS
 from ._clock import Clock, SystemClock
 from ._hosts import HostRegistry
 from ._logwriter import LogWriter
@@ -22,6 +23,8 @@ from ._redaction import Secrets
 from ._settings import Settings
 from ._shared import SharedLink
 from ._stats import StatsRecorder
+from ._validate import check_bool, check_cert, check_int, check_verify
+from .config import MAX_POOL_SIZE, POLICY_DEFAULTS
 from .events import BreakerStateChanged, EventBus, Subscriber
 from .plugins import PluginManager
 
@@ -141,6 +144,42 @@ def _rebuild(
         for hook in functions:
             engine.plugins.register_hook(kind, hook)
     return engine
+
+
+def build_engine(
+    given: dict[str, Any],
+) -> tuple[Engine, dict[str, Any], tuple[Any, Any]]:
+    """Validate a manager's keywords (as ``ConnectionManager`` takes them) and build its engine.
+
+    Args:
+        given: Every keyword of ``ConnectionManager.__init__`` by name.
+
+    Returns:
+        ``(engine, pool keywords for the adapter, (verify, cert) for the session)``.
+
+    Raises:
+        TypeError: A keyword has the wrong type.
+        ValueError: A keyword is out of range.
+    """
+    pools = {
+        "pool_connections": check_int(
+            "pool_connections", given["pool_connections"], 1, MAX_POOL_SIZE
+        ),
+        "pool_maxsize": check_int("pool_maxsize", given["pool_maxsize"], 1, MAX_POOL_SIZE),
+        "pool_block": check_bool("pool_block", given["pool_block"]),
+    }
+    tls = (check_verify("verify", given["verify"]), check_cert("cert", given["cert"]))
+    engine = Engine(
+        {name: given[name] for name in POLICY_DEFAULTS if name not in ("verify", "cert")},
+        {name: given[name] for name in AUTH_FIELDS},
+        given["endpoint_configs"],
+        clock=given["clock"],
+        redis_url=given["redis_url"],
+        redis_client=given["redis_client"],
+        redis_prefix=given["redis_prefix"],
+        on_event=given["on_event"],
+    )
+    return engine, pools, tls
 
 
 def _check_clock(clock: Any) -> None:

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from urllib3.util import Timeout as TimeoutSauce
 
-from ._auth import AUTH_FIELDS, DEFAULT_API_KEY_HEADER
-from ._engine import Engine
+from ._auth import DEFAULT_API_KEY_HEADER
+from ._engine import build_engine
 from ._legacy import LegacyAPI
 from ._session import ManagedSession
 from ._stats import manager_stats
-from ._validate import CertType, VerifyType, check_bool, check_cert, check_int, check_verify
-from .config import DEFAULT_IDEMPOTENCY_HEADER, MAX_POOL_SIZE, POLICY_DEFAULTS, Policy
+from ._validate import CertType, VerifyType
+from .config import DEFAULT_IDEMPOTENCY_HEADER, Policy
 
 if TYPE_CHECKING:
     import ssl
@@ -175,7 +175,11 @@ class ConnectionManager(LegacyAPI):
         on_event: Optional[Subscriber] = None,
     ) -> None:
         given = dict(locals())
-        self._engine, self._session = _build(given)
+        del given["self"]
+        self._engine, pools, (verify, cert) = build_engine(given)
+        self._session = ManagedSession(engine=self._engine, owns_engine=True, **pools)
+        self._session.verify = verify
+        self._session.cert = cert
 
     # ------------------------------------------------------------------ session surface
     @property
@@ -305,31 +309,3 @@ class ConnectionManager(LegacyAPI):
             "client_certificate_configured": self._session.cert is not None,
         }
         return manager_stats(self._engine, legacy)
-
-
-def _build(given: dict[str, Any]) -> tuple[Engine, ManagedSession]:
-    """Validate the constructor's keywords; build the engine and the session."""
-    check_int("pool_connections", given["pool_connections"], 1, MAX_POOL_SIZE)
-    check_int("pool_maxsize", given["pool_maxsize"], 1, MAX_POOL_SIZE)
-    check_bool("pool_block", given["pool_block"])
-    verify = check_verify("verify", given["verify"])
-    cert = check_cert("cert", given["cert"])
-    engine = Engine(
-        {name: given[name] for name in POLICY_DEFAULTS if name not in ("verify", "cert")},
-        {name: given[name] for name in AUTH_FIELDS},
-        given["endpoint_configs"],
-        clock=given["clock"],
-        redis_url=given["redis_url"],
-        redis_client=given["redis_client"],
-        redis_prefix=given["redis_prefix"],
-        on_event=given["on_event"],
-    )
-    session = ManagedSession(
-        engine=engine,
-        pool_connections=given["pool_connections"],
-        pool_maxsize=given["pool_maxsize"],
-        pool_block=given["pool_block"],
-    )
-    session.verify = verify
-    session.cert = cert
-    return engine, session

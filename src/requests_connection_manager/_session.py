@@ -27,6 +27,7 @@ redirect to another origin, every credential header this session added is remove
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -40,6 +41,7 @@ from requests.sessions import merge_setting
 from . import _forksafe, utils
 from ._admission import closed_error
 from ._boundary import contract_errors
+from ._engine import build_engine
 from ._environment import ProxyFreeEnvironment
 from ._exchange import CALL, CallScope
 from ._pipeline import ResilientAdapter
@@ -94,6 +96,18 @@ def _text(value: Union[str, bytes]) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
+def _manager_keywords(kwargs: dict[str, Any], pools: dict[str, Any]) -> dict[str, Any]:
+    """Take the keywords of ``ConnectionManager`` out of ``kwargs``, defaults filled in."""
+    from ._manager import ConnectionManager  # the signature is the one list of keywords
+
+    given: dict[str, Any] = dict(pools)
+    for name, parameter in inspect.signature(ConnectionManager.__init__).parameters.items():
+        if name in ("self", *pools):
+            continue
+        given[name] = kwargs.pop(name, parameter.default)
+    return given
+
+
 def _header_names(*mappings: Any) -> set[str]:
     names: set[str] = set()
     for mapping in mappings:
@@ -103,19 +117,30 @@ def _header_names(*mappings: Any) -> set[str]:
 
 
 class ConnectionManagerMixin:
-    """Gives a ``requests.Session`` subclass everything ``cm.session`` does.
+    """Gives any ``requests.Session`` subclass everything ``cm.session`` does.
 
-    Put it before ``requests.Session`` in the bases; it needs the manager's engine, which
-    :class:`~requests_connection_manager.ConnectionManager` passes. See
-    ``docs/compose.md`` for combining it with other session mixins.
+    Put it first among the bases of a session class (before ``requests.Session`` and any
+    other session mixin)::
+
+        class ResilientCachedSession(ConnectionManagerMixin, CacheMixin, requests.Session):
+            pass
+
+        session = ResilientCachedSession(cache_name="http", rate_limit_requests=10)
+
+    The keywords of :class:`~requests_connection_manager.ConnectionManager` are taken by
+    the mixin; every other keyword goes on to the next class of the MRO. Closing the
+    session closes what the mixin built. See ``docs/compose.md``.
 
     Args:
         *args: For the next class in the MRO.
-        engine: The manager's shared state.
-        pool_connections: Host pools to keep.
-        pool_maxsize: Connections kept per host pool.
-        pool_block: Wait for a free pooled connection.
-        **kwargs: For the next class in the MRO.
+        engine: A manager's shared state, to share its hosts and settings (the manager's
+            own session passes it); without one, the mixin builds its own from the
+            manager keywords in ``kwargs``.
+        owns_engine: Close the engine when the session closes.
+        pool_connections: Host pools to keep (with ``engine=``).
+        pool_maxsize: Connections kept per host pool (with ``engine=``).
+        pool_block: Wait for a free pooled connection (with ``engine=``).
+        **kwargs: Manager keywords, and keywords for the next class in the MRO.
     """
 
     __attrs__: ClassVar[list[str]] = [*requests.Session.__attrs__, "_rcm_engine"]
@@ -124,24 +149,40 @@ class ConnectionManagerMixin:
     def __init__(
         self,
         *args: Any,
-        engine: Engine,
+        engine: Optional[Engine] = None,
+        owns_engine: bool = False,
         pool_connections: int = 10,
         pool_maxsize: int = 10,
         pool_block: bool = False,
         **kwargs: Any,
     ) -> None:
+        pools: dict[str, Any] = {
+            "pool_connections": pool_connections,
+            "pool_maxsize": pool_maxsize,
+            "pool_block": pool_block,
+        }
+        tls: Optional[tuple[Any, Any]] = None
+        if engine is None:
+            given = _manager_keywords(kwargs, pools)
+            engine, pools, tls = build_engine(given)
+            owns_engine = True
         super().__init__(*args, **kwargs)
         self._rcm_engine = engine
-        adapter = ResilientAdapter(
-            engine,
-            pool_connections=pool_connections,
-            pool_maxsize=pool_maxsize,
-            pool_block=pool_block,
-        )
+        self._rcm_owns_engine = owns_engine
+        adapter = ResilientAdapter(engine, **pools)
         self._rcm_adapter: Optional[ResilientAdapter] = adapter
         self._rcm_setup()
         self.mount("http://", adapter)  # type: ignore[attr-defined]
         self.mount("https://", adapter)  # type: ignore[attr-defined]
+        if tls is not None:
+            session: Any = self  # a requests.Session: verify and cert are its own
+            session.verify, session.cert = tls
+
+    def close(self) -> None:
+        """Close the session's adapters, and the engine the mixin built."""
+        super().close()  # type: ignore[misc]
+        if getattr(self, "_rcm_owns_engine", False):
+            self._rcm_engine.close()
 
     def _rcm_setup(self) -> None:
         self._rcm_environment = ProxyFreeEnvironment()
