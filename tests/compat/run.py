@@ -208,11 +208,12 @@ class ModeResult:
         return "missing" if entry is None else str(entry["outcome"])
 
     def message(self, nodeid: str) -> str:
-        """The short failure message of ``nodeid``, if any."""
+        """The failure message of ``nodeid`` on one line (at most 240 characters)."""
         if self.report is None:
             return f"no report: see {self.log}"
         entry = self.report["outcomes"].get(nodeid) or {}
-        return str(entry.get("message", ""))
+        text = " ".join(str(entry.get("message", "")).split())
+        return text if len(text) <= 240 else text[:239] + "…"
 
 
 def run_mode(
@@ -403,10 +404,14 @@ def compare(results: dict[str, ModeResult], allow: AllowList) -> Verdict:
         undocumented = [n for n in broken if n not in documented]
         if undocumented:
             verdict.ok = False
-        summary = f"{mode} {total - len(broken)}/{total}"
+        summary = f"compat: {mode} {total - len(broken)}/{total} of baseline-passing tests"
         if mode == "defaults":
-            summary += f" ({len(documented)} documented, {len(undocumented)} undocumented)"
-        verdict.lines.append(f"compat: {summary} of baseline-passing tests")
+            summary += (
+                f" ({len(documented)} documented differences, {len(undocumented)} undocumented)"
+            )
+        elif undocumented:
+            summary += f" ({len(undocumented)} failing)"
+        verdict.lines.append(summary)
         for nodeid in undocumented:
             verdict.details.append(
                 f"{mode}: FAIL {nodeid} [{result.outcome(nodeid)}] {result.message(nodeid)}"
