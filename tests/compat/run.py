@@ -2,7 +2,7 @@
 
 Usage (from any directory)::
 
-    python tests/compat/run.py [--quick] [--keep] [--jobs N] [--timeout S]
+    python tests/compat/run.py [--quick] [--keep] [--jobs N] [--timeout S] [--src DIR]
 
 1. Fetches the test suite of the *installed* requests version: ``pip download
    --no-binary :all: --no-deps requests==<version>`` (the sdist ships ``tests/``),
@@ -12,7 +12,7 @@ Usage (from any directory)::
    (see that module for how ``Session()`` is substituted and how the network is guarded):
    ``baseline`` (plain requests), ``neutral`` (every session is a ConnectionManager's with
    no retries, breaker, budget, limit or timeout) and ``defaults`` (``ConnectionManager()``).
-   The package under test is the one in this checkout's ``src/``.
+   The package under test is the one in this checkout's ``src/`` (or ``--src DIR``).
 3. Compares: ``neutral`` must pass every test that passes in ``baseline``; ``defaults``
    may differ only in the tests listed under the heading "Differences with
    ConnectionManager() defaults" of ``docs/compatibility.md`` (a table whose first column
@@ -221,6 +221,7 @@ def run_mode(
     suite: Path,
     workdir: Path,
     *,
+    src: Path,
     quick: bool,
     timeout: float,
     mode_timeout: float,
@@ -258,7 +259,7 @@ def run_mode(
     env = dict(os.environ)
     for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
         env.pop(name, None)
-    paths = [str(SRC), str(HERE)]
+    paths = [str(src), str(HERE)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -452,6 +453,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=60, help="per-test timeout, s")
     parser.add_argument("--mode-timeout", type=float, default=1800, help="per-mode bound, s")
     parser.add_argument("--cache-dir", type=Path, default=None, help="suite cache directory")
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=SRC,
+        help="directory holding the requests_connection_manager package to test "
+        "(default: this checkout's src/)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -463,6 +471,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _main(args: argparse.Namespace, started: float) -> int:
+    src = args.src.resolve()
+    if not (src / "requests_connection_manager" / "__init__.py").is_file():
+        raise RunError(f"no requests_connection_manager package in {src}")
     allow = parse_allow_list(ALLOW_LIST_DOC.read_text(encoding="utf-8"))
     check_suite_dependencies()
     version = metadata.version("requests")
@@ -470,7 +481,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="rcm-compat-"))
     print(
         f"compat: requests {version} suite from {suite}; urllib3 {metadata.version('urllib3')}; "
-        f"Python {sys.version.split()[0]}; package under test {SRC}"
+        f"Python {sys.version.split()[0]}; package under test {src}"
         + ("; quick subset" if args.quick else ""),
         flush=True,
     )
@@ -482,6 +493,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
                 mode,
                 suite,
                 workdir,
+                src=src,
                 quick=args.quick,
                 timeout=args.timeout,
                 mode_timeout=args.mode_timeout,
