@@ -1,0 +1,1 @@
+"""requests-compatibility runner (run.py) and its pytest plugin."""
