@@ -115,6 +115,21 @@ class HTTPSConnectionPool(_Pool, connectionpool.HTTPSConnectionPool):
 _POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
 
 
+def _close_pools(manager: Any) -> None:
+    """Close every pool of a urllib3 pool manager (anything else is left to its clear())."""
+    keys = getattr(getattr(manager, "pools", None), "keys", None)
+    try:
+        listed = list(keys()) if callable(keys) else []
+    except TypeError:  # not a pool container (a test double): nothing of ours to close
+        return
+    for key in listed:
+        try:
+            pool = manager.pools[key]
+        except KeyError:
+            continue
+        pool.close()
+
+
 class Transport(HTTPAdapter):
     """``HTTPAdapter`` with watched pools; one attempt per ``send`` (no urllib3 retries).
 
@@ -133,6 +148,7 @@ class Transport(HTTPAdapter):
         clock: Any = None,
     ) -> None:
         self._rcm_clock = clock
+        self._rcm_closed = False  # closed, and not used since
         self._rcm_watchdog: Optional[Watchdog] = None
         self._rcm_watchdog_lock = threading.Lock()
         # One attempt per inner send, as plain requests does by default: retries are
@@ -143,6 +159,11 @@ class Transport(HTTPAdapter):
             max_retries=Retry(0, read=False, redirect=False, raise_on_status=False),
             pool_block=pool_block,
         )
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        """One attempt, as ``HTTPAdapter.send`` (the pipeline calls it once per attempt)."""
+        self._rcm_closed = False
+        return super().send(*args, **kwargs)
 
     @property
     def watchdog(self) -> Watchdog:
@@ -193,21 +214,21 @@ class Transport(HTTPAdapter):
         close when garbage-collected, which a held response delays), so they are closed
         here first. Connections still checked out close when they are released.
         """
-        for manager in (self.poolmanager, *self.proxy_manager.values()):
-            pools = manager.pools
-            for key in list(pools.keys()):
-                try:
-                    pool = pools[key]
-                except KeyError:
-                    continue
-                pool.close()
-        super().close()
-        watchdog = self._rcm_watchdog
-        if watchdog is not None:
-            watchdog.close()
+        if self._rcm_closed:
+            return  # mounted for two prefixes: the session closes it twice
+        self._rcm_closed = True
+        try:
+            for manager in (self.poolmanager, *self.proxy_manager.values()):
+                _close_pools(manager)
+        finally:
+            super().close()
+            watchdog = self._rcm_watchdog
+            if watchdog is not None:
+                watchdog.close()
 
     def reinit_after_fork(self) -> None:
         """In a forked child: fresh pools and watchdog; the parent's sockets untouched."""
+        self._rcm_closed = False
         self._rcm_watchdog_lock = threading.Lock()
         self._rcm_watchdog = None
         self.proxy_manager = {}

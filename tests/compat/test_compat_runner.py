@@ -196,7 +196,7 @@ def test_every_way_to_make_a_session_gives_a_managers(neutral: plugin._Substitut
         assert session._rcm_compat_manager.session is session
     assert neutral.created == len(made)
     assert requests.Session is requests.sessions.Session
-    assert requests.Session.__attrs__ == made[0].__attrs__
+    assert set(requests.Session.__attrs__) <= set(made[0].__attrs__)  # + what pickling needs
 
 
 def test_requests_api_uses_a_managers_session_and_closes_it(
