@@ -251,7 +251,15 @@ class Admission:
         if ex.attempts == 1 and host.budget is not None:
             host.budget.deposit()
         self.bus.publish(
-            AttemptStarted(ex.request_id, host.key, ex.attempts, probe, ex.idempotency_key, now)
+            AttemptStarted(
+                ex.request_id,
+                host.key,
+                ex.attempts,
+                probe,
+                ex.idempotency_key,
+                now,
+                ex.request.headers,
+            )
         )
         return Permit(self, ex, probe, now)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import requests.exceptions as rex
 import urllib3.exceptions as uex
+from requests.utils import rewind_body
 
 from ._boundary import requests_class_for
 from ._exchange import Outcome
@@ -106,6 +107,12 @@ def _send_and_read(
     send: SendOnce, ex: Exchange, connect: Optional[float], read: Optional[float]
 ) -> Outcome:
     request = ex.request
+    body: Any = request.body  # a stream too, whatever the stubs say
+    if ex.attempts > 1 and body is not None and not isinstance(body, (bytes, str)):
+        try:
+            rewind_body(request)  # a file-like body starts again where requests found it
+        except rex.UnrewindableBodyError as exc:
+            return Outcome(error=exc)
     try:
         response = send(
             request,

@@ -228,6 +228,7 @@ def decide(
     now: float,
     deadline: Optional[float],
     rng: random.Random,
+    replayable: bool = True,
 ) -> Step:
     """Decide what follows an attempt.
 
@@ -240,6 +241,8 @@ def decide(
         now: Monotonic time.
         deadline: The call's deadline, or None.
         rng: The random source of the backoff's jitter.
+        replayable: The request's body can be sent again (a stream without a recorded
+            start position cannot: the request is never retried).
 
     Returns:
         :data:`RETURN`, :class:`Retry_` with the wait, or :class:`GiveUp` with the reason.
@@ -251,6 +254,8 @@ def decide(
         step = _after_error(retry, method, url, outcome)
     if not isinstance(step, Retry):
         return step
+    if not replayable:
+        return GiveUp("the body is a stream that cannot be sent again")
     if outcome.tripped:
         return GiveUp("the circuit breaker opened")
     # A host pause (Retry-After, quota reset, slow-down) makes the next attempt wait.

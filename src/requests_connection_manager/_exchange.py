@@ -78,6 +78,8 @@ class Exchange:
         retry: The urllib3 ``Retry`` the first attempt starts from.
         idempotency_key: The key sent with the request, if any.
         secrets: Secret values to redact from every message.
+        replayable: The body can be sent again (none, bytes or text, or a stream whose
+            start position requests recorded): otherwise the request is never retried.
         attempts: Attempts sent so far.
         gave_up: Set when a request that could be retried was not (retries exhausted,
             budget, deadline, breaker): its error is a ``MaxRetriesExceeded``.
@@ -99,6 +101,7 @@ class Exchange:
         "proxies",
         "read",
         "reason",
+        "replayable",
         "request",
         "request_id",
         "retry",
@@ -137,6 +140,12 @@ class Exchange:
         self.retry: Retry = policy.retries.policy
         self.idempotency_key: Optional[str] = None
         self.secrets: Optional[Secrets] = None
+        body: Any = request.body  # a stream too, whatever the stubs say
+        self.replayable = (
+            body is None
+            or isinstance(body, (bytes, str, bytearray))
+            or isinstance(getattr(request, "_body_position", None), int)
+        )
         self.attempts = 0
         self.gave_up = False
         self.reason: Optional[str] = None

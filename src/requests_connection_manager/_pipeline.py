@@ -276,6 +276,7 @@ class ResilientAdapter(Transport):
             now=engine.clock.monotonic(),
             deadline=ex.deadline,
             rng=engine.rng,
+            replayable=ex.replayable,
         )
 
     def _leave(self, ex: Exchange, outcome: Outcome, step: Step) -> Response:

@@ -80,6 +80,10 @@ class AttemptStarted(NamedTuple):
         probe: True when it is a half-open breaker probe.
         idempotency_key: The ``Idempotency-Key`` it carries, if any (not a secret).
         time: Monotonic time of the event.
+        headers: The attempt's request headers. Read them through
+            ``requests_connection_manager.utils``' redaction before showing them; a
+            subscriber may *add* headers (trace context, for instance), which this
+            attempt then carries.
     """
 
     request_id: int
@@ -88,6 +92,7 @@ class AttemptStarted(NamedTuple):
     probe: bool
     idempotency_key: Optional[str]
     time: float
+    headers: Any = None
 
 
 class AttemptFinished(NamedTuple):
