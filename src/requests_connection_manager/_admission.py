@@ -387,10 +387,10 @@ class Admission:
         if ex.policy.signals.respect_rate_limit_headers:
             signal = parse_quota(response.headers, self.clock.time())
             if signal is not None and signal.remaining is not None:
-                host.quota_state().update(
-                    now, signal.remaining, signal.reset_after, host.in_flight, signal.limit
+                current = host.quota_state().update(
+                    now, signal.remaining, signal.reset_after, host.in_flight, signal.limit, sent_at
                 )
-                if signal.remaining == 0 and signal.reset_after:
+                if current and signal.remaining == 0 and signal.reset_after:
                     outcome.pause = max(
                         outcome.pause, self._pause(ex, signal.reset_after, "quota", now)
                     )

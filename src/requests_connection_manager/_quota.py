@@ -12,8 +12,8 @@ module keeps, per host, what is left of it between two responses:
   turn 100 quick calls into 70 s);
 - when nothing is left, the attempt waits for the reset, like every other caller of the
   host (the pipeline pauses the host, as for a ``Retry-After``);
-- at the reset a new window starts with ``limit`` left when the size is known, and no
-  known reset time. If that is spent before any response tells more, an attempt waits
+- at the reset a new window starts with ``limit`` left (less the attempts still in
+  flight, which may land in it) when the size is known, and no known reset time. If that is spent before any response tells more, an attempt waits
   while others are still in flight (their answers will say what remains): it is woken
   by the next answer (:meth:`QuotaState.wait_for_news`); with nothing in flight it goes
   (it is the one that asks). Without a known size, the count is simply forgotten at the
@@ -36,7 +36,7 @@ UNKNOWN_RESET_TTL = 60.0
 class QuotaState:
     """What is left of one host's advertised quota. Thread-safe; O(1) per operation."""
 
-    __slots__ = ("_expires", "_left", "_limit", "_lock", "_news", "_reset_at")
+    __slots__ = ("_expires", "_left", "_limit", "_lock", "_news", "_reset_at", "_window_start")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -45,6 +45,7 @@ class QuotaState:
         self._limit: Optional[int] = None
         self._reset_at: Optional[float] = None  # the known reset of the current window
         self._expires = 0.0  # when the count is no longer trusted
+        self._window_start = float("-inf")  # when the current window began, as seen here
 
     def update(
         self,
@@ -53,8 +54,9 @@ class QuotaState:
         reset_after: Optional[float],
         in_flight: int,
         limit: Optional[int] = None,
-    ) -> None:
-        """Take in what a response said.
+        sent_at: float = float("inf"),
+    ) -> bool:
+        """Take in what a response said, unless it is older than the current window.
 
         Args:
             now: Monotonic time the response arrived.
@@ -63,8 +65,16 @@ class QuotaState:
             in_flight: Attempts to the host still on the wire (not counting the one that
                 brought this response).
             limit: The quota's size, if the server said.
+            sent_at: Monotonic time its request was sent: an answer to a request sent
+                before the current window began speaks of the window before, and is
+                ignored (it would make the count start a window too early).
+
+        Returns:
+            Whether the answer was taken in.
         """
         with self._lock:
+            if sent_at < self._window_start:
+                return False
             self._left = max(0, remaining - max(0, in_flight))
             if limit is not None:
                 self._limit = limit
@@ -73,6 +83,7 @@ class QuotaState:
             if reset_after is None and self._left <= 0:
                 self._left = None  # nothing left and no reset to wait for: do not count
             self._news.notify_all()
+            return True
 
     def settled(self) -> None:
         """An attempt ended (with or without news): wake those waiting for news."""
@@ -100,7 +111,13 @@ class QuotaState:
         with self._lock:
             if now >= self._expires and self._left is not None:
                 # The window is over: a new one starts, its reset unknown until told.
-                self._left = self._limit if self._reset_at is not None else None
+                # Attempts still in flight may land in the new window: count them in it.
+                limit = self._limit
+                if self._reset_at is not None and limit is not None:
+                    self._left = max(0, limit - in_flight)
+                else:
+                    self._left = None
+                self._window_start = self._expires
                 self._reset_at = None
                 self._expires = now + UNKNOWN_RESET_TTL
             left = self._left
