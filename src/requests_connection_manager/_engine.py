@@ -81,6 +81,8 @@ class Engine:
         )
         if self.shared is not None:
             self.shared.publish = self.bus.publish
+        #: Host keys whose breaker is not closed (the early refusal looks only then).
+        self.unsettled: set[str] = set()
         self.hosts = HostRegistry(
             self.clock, on_transition=self._transition, shared=self.shared, rng=self.rng
         )
@@ -98,6 +100,10 @@ class Engine:
         return self.settings.secrets()
 
     def _transition(self, host: str, old: str, new: str) -> None:
+        if new == "closed":
+            self.unsettled.discard(host)
+        else:
+            self.unsettled.add(host)
         self.bus.publish(BreakerStateChanged(host, old, new, self.clock.monotonic()))
 
     def close(self) -> None:
