@@ -17,7 +17,10 @@ keeps it until what it depends on changes:
 
 Only where ``urllib.request.getproxies`` reads the environment alone (not macOS or Windows,
 which also read system settings); elsewhere :attr:`Environment.usable` is False and the
-session runs requests' own code.
+session runs requests' own code. requests' functions are looked up where requests looks
+them up, at every call: a test that patches one of them (``requests.sessions.
+get_netrc_auth``, ``requests.utils.proxy_bypass``, ...) gets its patch, and nothing is
+remembered while a patch is in place.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import urllib.request
 from typing import Any, Callable, Optional, TypeVar, cast
 from urllib.parse import urlsplit
 
+import requests.sessions
+import requests.utils
 from requests.auth import AuthBase, HTTPBasicAuth
-from requests.utils import NETRC_FILES, get_auth_from_url, get_environ_proxies, get_netrc_auth
+from requests.utils import NETRC_FILES, get_auth_from_url
 
 __all__ = ["URL_AUTH", "Environment"]
 
@@ -37,6 +42,23 @@ __all__ = ["URL_AUTH", "Environment"]
 _CACHE_SIZE = 1024
 _T = TypeVar("_T")
 _MISSING: Any = object()
+
+
+# requests' own functions, as imported: while one is patched, nothing is remembered.
+_LOOKED_UP = (
+    (requests.sessions, "get_environ_proxies"),
+    (requests.sessions, "get_netrc_auth"),
+    (requests.utils, "should_bypass_proxies"),
+    (requests.utils, "proxy_bypass"),
+    (requests.utils, "getproxies"),
+)
+_ORIGINAL = tuple(getattr(module, name) for module, name in _LOOKED_UP)
+
+
+def _unpatched() -> bool:
+    return all(
+        getattr(module, name) is original for (module, name), original in zip(_LOOKED_UP, _ORIGINAL)
+    )
 
 
 class _UrlAuth(AuthBase):
@@ -89,16 +111,22 @@ class Environment:
             self._seen, self._environ = snapshot, environ
 
     def proxies(self, url: str, no_proxy: Optional[str]) -> dict[str, str]:
-        """``requests.utils.get_environ_proxies(url, no_proxy)``, once per host and environment."""
+        """``get_environ_proxies(url, no_proxy)``, once per host and environment."""
+        lookup = requests.sessions.get_environ_proxies
+        if not _unpatched():
+            return lookup(url, no_proxy=no_proxy)
         try:
             parts = urlsplit(url)
             key: tuple[Any, ...] = (parts.hostname, parts.port, no_proxy)
         except ValueError:
-            return get_environ_proxies(url, no_proxy=no_proxy)
-        return self._remember(self._proxies, key, lambda: get_environ_proxies(url, no_proxy))
+            return lookup(url, no_proxy=no_proxy)
+        return self._remember(self._proxies, key, lambda: lookup(url, no_proxy=no_proxy))
 
     def netrc_auth(self, url: str) -> Optional[tuple[str, str]]:
-        """``requests.utils.get_netrc_auth(url)``, once per host and state of the file."""
+        """``get_netrc_auth(url)``, once per host and state of the file."""
+        lookup = requests.sessions.get_netrc_auth
+        if not _unpatched():
+            return lookup(url)
         state = None
         for path in self._netrc_paths:
             try:
@@ -112,8 +140,8 @@ class Environment:
         try:
             host = urlsplit(url).hostname
         except ValueError:
-            return get_netrc_auth(url)
-        return self._remember(self._netrc, (*state, host), lambda: get_netrc_auth(url))
+            return lookup(url)
+        return self._remember(self._netrc, (*state, host), lambda: lookup(url))
 
     def _remember(
         self, cache: dict[tuple[Any, ...], _T], key: tuple[Any, ...], compute: Callable[[], _T]
