@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import requests
@@ -154,3 +155,44 @@ def test_demo_reports_progress_when_not_quiet(capsys: pytest.CaptureFixture[str]
     progress = [line for line in err.splitlines() if line.startswith("demo: ")]
     assert progress
     assert progress[-1].startswith("demo: 40/40 calls done")
+
+
+def test_the_public_surface_is_pinned() -> None:
+    """The package's __all__, and its public modules: a change here is a change of the API."""
+    import requests_connection_manager as rcm
+
+    assert rcm.__all__ == [
+        "BreakerConfig",
+        "BudgetConfig",
+        "CircuitBreakerOpen",
+        "Clock",
+        "ConnectionManager",
+        "ConnectionManagerError",
+        "ConnectionManagerMixin",
+        "ErrorContext",
+        "HookType",
+        "MaxRetriesExceeded",
+        "PluginManager",
+        "Policy",
+        "RateLimitConfig",
+        "RateLimitExceeded",
+        "RequestContext",
+        "ResilientAdapter",
+        "ResponseContext",
+        "RetryConfig",
+        "SignalsConfig",
+        "SystemClock",
+        "TLSConfig",
+        "TimeoutConfig",
+        "__version__",
+        "is_sensitive_field",
+        "redact_sensitive_data",
+        "safe_log_error",
+        "safe_log_request",
+        "safe_log_response",
+    ]
+    for name in rcm.__all__:
+        assert hasattr(rcm, name), name
+    package = Path(rcm.__file__).parent
+    public = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
+    assert public == ["config", "events", "exceptions", "plugins", "utils"]
