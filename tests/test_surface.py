@@ -13,6 +13,7 @@ from requests_connection_manager import (
     CircuitBreakerOpen,
     ConnectionManager,
     ConnectionManagerError,
+    ConnectionManagerMixin,
     PluginManager,
 )
 from requests_connection_manager.__main__ import main
@@ -196,3 +197,29 @@ def test_the_public_surface_is_pinned() -> None:
     package = Path(rcm.__file__).parent
     public = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
     assert public == ["config", "events", "exceptions", "plugins", "utils"]
+
+
+def test_the_mixin_takes_the_managers_keywords_and_passes_the_rest(app: AppServer) -> None:
+    """A Session subclass with the mixin: manager keywords configure it, others go on."""
+
+    class Base(requests.Session):
+        def __init__(self, *, label: str = "") -> None:
+            super().__init__()
+            self.label = label
+
+    class Resilient(ConnectionManagerMixin, Base):
+        pass
+
+    app.fail_then_ok("/x", failures=1)
+    session = Resilient(max_retries=2, backoff_factor=0, bearer_token="t0k3n", label="mine")
+    try:
+        assert session.label == "mine"
+        assert session.get(app.url("/x")).status_code == 200
+        assert app.hits("/x") == 2
+        assert app.requests[-1].headers["Authorization"] == "Bearer t0k3n"
+    finally:
+        session.close()
+    with pytest.raises(ConnectionManagerError, match="closed"):
+        session.get(app.url("/x"))
+    with pytest.raises(ValueError, match="max_retries"):
+        Resilient(max_retries=-1)

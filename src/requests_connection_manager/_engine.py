@@ -9,9 +9,10 @@ and an empty host table (:mod:`._forksafe`).
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import _forksafe
 from ._admission import Admission
@@ -28,7 +29,21 @@ from .config import MAX_POOL_SIZE, POLICY_DEFAULTS
 from .events import BreakerStateChanged, EventBus, Subscriber
 from .plugins import PluginManager
 
-__all__ = ["Engine"]
+__all__ = ["MANAGER_SIGNATURE", "Engine", "build_engine", "keywords_of"]
+
+#: The signature of ``ConnectionManager.__init__``: the one list of the manager's keywords
+#: and their defaults (set by :func:`keywords_of` when the manager class is defined).
+MANAGER_SIGNATURE = inspect.Signature()
+
+
+def keywords_of(init: Callable[..., Any]) -> Callable[..., Any]:
+    """Record ``init`` (the manager's constructor) as the list of the manager's keywords.
+
+    The mixin takes exactly these keywords out of the ones its session is given.
+    """
+    global MANAGER_SIGNATURE
+    MANAGER_SIGNATURE = inspect.signature(init)
+    return init
 
 
 class Engine:

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Sequence
 
+    import requests
     from requests import Response
 
     from ._engine import Engine
-    from ._session import ManagedSession
     from .plugins import Hook
 
 __all__ = ["BreakerSummary", "LegacyAPI"]
@@ -60,7 +60,7 @@ class LegacyAPI:
     """The setters, hooks and attribute views of 1.0.0's ``ConnectionManager``."""
 
     _engine: Engine
-    _session: ManagedSession
+    _session: requests.Session
 
     request: Callable[..., Response]  # the manager's
 

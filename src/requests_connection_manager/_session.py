@@ -27,7 +27,6 @@ redirect to another origin, every credential header this session added is remove
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union, cast
@@ -37,7 +36,7 @@ import requests
 import requests.exceptions as rex
 from requests.sessions import merge_setting
 
-from . import _forksafe, utils
+from . import _engine, _forksafe, utils
 from ._admission import closed_error
 from ._boundary import contract_errors
 from ._engine import build_engine
@@ -102,10 +101,8 @@ def _text(value: Union[str, bytes]) -> str:
 
 def _manager_keywords(kwargs: dict[str, Any], pools: dict[str, Any]) -> dict[str, Any]:
     """Take the keywords of ``ConnectionManager`` out of ``kwargs``, defaults filled in."""
-    from ._manager import ConnectionManager  # the signature is the one list of keywords
-
     given: dict[str, Any] = dict(pools)
-    for name, parameter in inspect.signature(ConnectionManager.__init__).parameters.items():
+    for name, parameter in _engine.MANAGER_SIGNATURE.parameters.items():
         if name in ("self", *pools):
             continue
         given[name] = kwargs.pop(name, parameter.default)
