@@ -22,6 +22,7 @@ import requests
 from oauthlib.oauth2 import BackendApplicationClient
 from requests.adapters import HTTPAdapter
 from requests_cache import CacheMixin
+from requests_cache.backends import BaseCache
 from requests_oauthlib import OAuth2Session
 from requests_toolbelt import MultipartEncoder
 from urllib3.util import Retry
@@ -110,7 +111,7 @@ def test_mixin_first_each_keyword_reaches_its_class(app: AppServer, events: Reco
     app.ok("/x", status=503)
     with cached_session(events, expire_after=60, max_retries=0) as session:
         assert session.settings.expire_after == 60
-        assert type(session.cache).__name__ == "BaseCache"  # the memory backend
+        assert type(session.cache) is BaseCache  # the memory backend
         assert session.get(app.url("/x")).status_code == 503
     assert app.hits("/x") == 1  # max_retries=0 reached the pipeline
     assert len(events.of(RequestStarted)) == 1
