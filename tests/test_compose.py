@@ -35,6 +35,7 @@ from requests_connection_manager import (
     ConnectionManagerMixin,
     MaxRetriesExceeded,
     RateLimitExceeded,
+    ResilientAdapter,
 )
 from requests_connection_manager.events import (
     AttemptFinished,
@@ -65,6 +66,10 @@ class CacheFirstSession(CacheMixin, ConnectionManagerMixin, requests.Session):
 
 class ResilientOAuth2Session(ConnectionManagerMixin, OAuth2Session):
     """requests-oauthlib's session with the pipeline."""
+
+
+class OAuthFirstSession(OAuth2Session, ConnectionManagerMixin):
+    """The other order: requests.Session ends up before the mixin in the MRO."""
 
 
 class Recorder:
@@ -133,6 +138,7 @@ def test_a_miss_is_retried_by_the_pipeline_then_cached(app: AppServer, events: R
     with cached_session(events, max_retries=2) as session:
         first = session.get(app.url("/x"))
         second = session.get(app.url("/x"))
+        assert session.calls == 2  # a hit is a call made through the session
     assert (first.content, first.from_cache) == (b"fresh", False)
     assert (second.content, second.from_cache) == (b"fresh", True)
     assert app.hits("/x") == 2
@@ -215,9 +221,10 @@ def _stale_route(app: AppServer) -> None:
 
 
 def test_stale_if_error_serves_the_stale_answer_after_the_pipeline_gives_up(
-    app: AppServer, events: Recorder
+    app: AppServer, events: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The revalidation fails after our retries: requests-cache serves what it kept."""
+    caplog.set_level(logging.WARNING, logger="requests_cache")
     _stale_route(app)
     options: dict[str, Any] = {"expire_after": 0, "stale_if_error": True, "max_retries": 2}
     with cached_session(events, **options) as session:
@@ -227,6 +234,11 @@ def test_stale_if_error_serves_the_stale_answer_after_the_pipeline_gives_up(
     assert stale.is_expired
     assert app.hits("/x") == 4  # the first answer, then one attempt and two retries
     assert len(events.of(RetryScheduled)) == 2
+    (warning,) = [r for r in caplog.records if r.name.startswith("requests_cache")]
+    assert warning.levelno == logging.WARNING
+    assert "using cached response" in warning.getMessage()
+    assert warning.exc_info is not None
+    assert isinstance(warning.exc_info[1], MaxRetriesExceeded)
 
 
 def test_without_stale_if_error_the_pipeline_error_is_raised(
@@ -332,6 +344,45 @@ def test_an_expired_token_is_refreshed_once_and_counts_no_failure(
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("requests_conn"))
     assert "access-token" not in ours
     assert "the-refresh-token" not in ours
+
+
+def test_a_session_class_first_hides_the_mixin() -> None:
+    """OAuth2Session first: requests.Session precedes the mixin, which is never reached."""
+    mro = OAuthFirstSession.__mro__
+    assert mro.index(requests.Session) < mro.index(ConnectionManagerMixin)
+    with pytest.raises(TypeError, match="total_timeout"):
+        OAuthFirstSession(client_id="cid", total_timeout=5)
+    with OAuthFirstSession(client_id="cid") as session:
+        assert not isinstance(session.get_adapter("https://api.example/"), ResilientAdapter)
+    with ResilientOAuth2Session(client_id="cid") as session:
+        assert isinstance(session.get_adapter("https://api.example/"), ResilientAdapter)
+
+
+@pytest.mark.usefixtures("insecure_transport")
+def test_the_refresh_counts_against_the_calls_deadline(app: AppServer) -> None:
+    """Mixin first: total_timeout=1.3 runs from before the refresh; 0.8 s + 0.8 s is late."""
+
+    def slow(body: bytes) -> Callable[[Request], Response]:
+        def handler(request: Request) -> Response:
+            app.wait(0.8)
+            return Response(body, status=200)
+
+        return handler
+
+    app.route("/token", slow(_token("fresh")))
+    app.route("/api", slow(b"data"))
+    expired = {"access_token": "old", "refresh_token": "r", "token_type": "Bearer"}
+    session = ResilientOAuth2Session(
+        client_id="cid",
+        token={**expired, "expires_in": -30},
+        auto_refresh_url=app.url("/token"),
+        token_updater=lambda token: None,
+        total_timeout=1.3,
+        max_retries=0,
+    )
+    with session, pytest.raises(requests.Timeout):
+        session.get(app.url("/api"))
+    assert app.hits("/token") == 1
 
 
 @pytest.mark.usefixtures("insecure_transport")
