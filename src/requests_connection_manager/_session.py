@@ -11,7 +11,8 @@ the pipeline of :mod:`._pipeline`)::
         CallScope                    one total_timeout deadline for the call and its redirects;
                                      the call's secrets, for redaction
         early refusal                the host's breaker is open: refused before anything
-                                     is prepared
+                                     is prepared (unless another class of the session
+                                     overrides send: a cache may answer without the host)
         Session.request              requests: prepare (+ credentials), merge settings, send
             prepare_request          credential headers for the URL asked for
             send                     the adapter's pipeline, once per redirect hop
@@ -109,6 +110,16 @@ def _manager_keywords(kwargs: dict[str, Any], pools: dict[str, Any]) -> dict[str
     return given
 
 
+def _sends_elsewhere(cls: type) -> bool:
+    """Tell whether a class of ``cls``'s MRO other than the mixin and requests overrides ``send``.
+
+    Such a class (requests-cache's ``CacheMixin``, an SDK's session) may answer a request
+    without the network, so the session must not refuse the call before it had the chance.
+    """
+    own = {ConnectionManagerMixin, requests.Session, *requests.Session.__mro__}
+    return any("send" in vars(base) for base in cls.__mro__ if base not in own)
+
+
 def _header_names(*mappings: Any) -> set[str]:
     names: set[str] = set()
     for mapping in mappings:
@@ -129,8 +140,12 @@ class ConnectionManagerMixin:
         session = ResilientCachedSession(cache_name="http", rate_limit_requests=10)
 
     The keywords of :class:`~requests_connection_manager.ConnectionManager` are taken by
-    the mixin; every other keyword goes on to the next class of the MRO. Closing the
-    session closes what the mixin built. See ``docs/compose.md``.
+    the mixin; every other keyword goes on to the next class of the MRO (requests-cache's
+    ``CacheMixin`` placed first would pass on only the keywords it knows by name, and the
+    manager's would be lost). When another class of the session overrides ``send`` (a
+    cache), a host whose breaker is open is refused by the adapter, when the request
+    reaches it, rather than before the call is prepared: a cached answer is still served.
+    Closing the session closes what the mixin built. See ``docs/compose.md``.
 
     Args:
         *args: For the next class in the MRO.
@@ -146,6 +161,13 @@ class ConnectionManagerMixin:
 
     __attrs__: ClassVar[list[str]] = [*requests.Session.__attrs__, "_rcm_engine"]
     _rcm_engine: Engine
+    #: Refuse a call to a host whose breaker is open before preparing it; False when
+    #: another class of the session overrides ``send`` (set for each subclass).
+    _rcm_refuse_early: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._rcm_refuse_early = not _sends_elsewhere(cls)
 
     def __init__(
         self,
@@ -276,13 +298,18 @@ class ConnectionManagerMixin:
         return response
 
     def _rcm_check_url(self, method: str, url: str) -> None:
-        """Refuse an unsplittable URL, and a host whose breaker is open, before preparing."""
+        """Refuse an unsplittable URL, and a host whose breaker is open, before preparing.
+
+        The second only when no other class of the session overrides ``send``: a cache
+        there may answer the call without the host, and a call it cannot answer is still
+        refused by the adapter, with no traffic.
+        """
         try:
             urlsplit(url)
         except ValueError as exc:  # requests lets this out for non-HTTP schemes
             raise rex.InvalidURL(f"Invalid URL {url!r}: {exc}") from None
         adapter = self._rcm_adapter
-        if adapter is not None:
+        if adapter is not None and self._rcm_refuse_early:
             try:
                 adapter.refuse_if_open(method, url)
             except ConnectionManagerError:
