@@ -567,9 +567,9 @@ class AnswerBeforeBody(Fault):
             stop: Ends the hold early when set.
         """
         buf = b""
-        while b"\r\n\r\n" not in buf and len(buf) < self.max_head:
+        while b"\r\n\r\n" not in buf and len(buf) < MAX_HEAD_BYTES:
             try:
-                chunk = conn.recv(65536)
+                chunk = conn.recv(4096)
             except OSError:
                 return
             if not chunk:
