@@ -28,6 +28,15 @@ Fault factories (each returns a frozen dataclass instance):
 * ``stall_headers(seconds)`` - send the status line, wait, send the rest.
 * ``retry_after(status, value)`` - ``status`` with ``Retry-After: value``.
 * ``redirect(location, status=302)`` - redirect to ``location``.
+* ``drip_headers(seconds, interval)`` - send the status line, then the header block
+  one byte per ``interval`` for about ``seconds``, then a 200 ``b"ok"``.
+* ``stall_body(declared, sent, seconds)`` - 200 declaring ``declared`` body bytes,
+  send ``sent`` of them, then nothing for ``seconds`` (the connection stays open).
+* ``raw(*chunks, interval=0, hold=0, reset=False)`` - send arbitrary bytes (a hostile
+  server), ``interval`` seconds apart, keep the connection open ``hold`` seconds, then
+  close it (with an RST if ``reset``).
+* ``answer_before_body(payload, hold=0)`` - read only the request head, answer at
+  once (before the request body arrives), keep the connection open ``hold`` seconds.
 
 All waits end early when the server stops.
 """
@@ -50,29 +59,37 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "AnswerBeforeBody",
     "BrokenChunked",
     "CloseBeforeRequest",
     "CloseWithoutAnswer",
     "Drip",
+    "DripHeaders",
     "Fault",
     "FaultRequest",
     "FaultServer",
     "GarbageStatus",
     "Hang",
+    "Raw",
     "ResetAfterRequest",
     "Respond",
+    "StallBody",
     "StallHeaders",
     "TruncatedBody",
+    "answer_before_body",
     "broken_chunked",
     "close_before_request",
     "close_without_answer",
     "drip",
+    "drip_headers",
     "garbage_status",
     "hang",
+    "raw",
     "redirect",
     "reset_after_request",
     "respond",
     "retry_after",
+    "stall_body",
     "stall_headers",
     "truncated_body",
 ]
@@ -420,6 +437,151 @@ class StallHeaders(Fault):
         _half_close(conn)
 
 
+@dataclass(frozen=True)
+class DripHeaders(Fault):
+    """Send the status line, then the header block one byte per ``interval``.
+
+    The dripped header is ``X-Drip: aaaa...`` long enough to last about ``seconds``; then
+    the rest of a 200 ``b"ok"`` follows. Every byte arrives well within any read timeout,
+    so only a deadline for the whole call can end it early.
+
+    Attributes:
+        seconds: How long the header block takes to arrive.
+        interval: Seconds between bytes.
+    """
+
+    seconds: float = 8.0
+    interval: float = 0.05
+
+    def perform(self, conn: socket.socket, stop: threading.Event) -> None:
+        """Send the status line, drip the headers, finish the response.
+
+        Args:
+            conn: The client socket.
+            stop: Aborts (closing without the rest) when set.
+        """
+        if not _send(conn, _status_line(200)):
+            return
+        count = max(1, int(self.seconds / self.interval))
+        dripped = b"X-Drip: " + b"a" * count
+        for index in range(len(dripped)):
+            if index and stop.wait(self.interval):
+                return
+            if not _send(conn, dripped[index : index + 1]):
+                return
+        rest = b"\r\n" + _header_block([("Content-Length", "2"), ("Connection", "close")])
+        _send(conn, rest + b"ok")
+        _half_close(conn)
+
+
+@dataclass(frozen=True)
+class StallBody(Fault):
+    """200 declaring ``declared`` body bytes: send ``sent`` of them, then stall.
+
+    The connection stays open and silent for ``seconds`` (or until stop), then is closed.
+
+    Attributes:
+        declared: Value of ``Content-Length``.
+        sent: Body bytes sent before the stall.
+        seconds: Length of the stall.
+    """
+
+    declared: int = 100
+    sent: int = 10
+    seconds: float = 8.0
+
+    def perform(self, conn: socket.socket, stop: threading.Event) -> None:
+        """Send the head and part of the body, then wait silently.
+
+        Args:
+            conn: The client socket.
+            stop: Ends the stall early when set.
+        """
+        head = _status_line(200) + _header_block(
+            [("Content-Length", str(self.declared)), ("Connection", "close")]
+        )
+        if _send(conn, head + b"x" * self.sent):
+            stop.wait(self.seconds)
+
+
+@dataclass(frozen=True)
+class Raw(Fault):
+    """Send arbitrary bytes: a server that does not speak HTTP properly.
+
+    Attributes:
+        chunks: Byte strings sent in order.
+        interval: Seconds between chunks.
+        hold: Seconds the connection stays open (silent) after the last chunk.
+        reset: End with a TCP RST (``SO_LINGER(1, 0)``) instead of a FIN.
+    """
+
+    chunks: Tuple[bytes, ...] = ()
+    interval: float = 0.0
+    hold: float = 0.0
+    reset: bool = False
+
+    def perform(self, conn: socket.socket, stop: threading.Event) -> None:
+        """Send the chunks, hold the connection, then half-close (or reset).
+
+        Args:
+            conn: The client socket.
+            stop: Ends the sending and the hold early when set.
+        """
+        for index, chunk in enumerate(self.chunks):
+            if index and self.interval and stop.wait(self.interval):
+                return
+            if not _send(conn, chunk):
+                return
+        if self.hold and stop.wait(self.hold):
+            return
+        if self.reset:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            return
+        _half_close(conn)
+
+
+@dataclass(frozen=True)
+class AnswerBeforeBody(Fault):
+    """Read the request head only, answer at once, before the request body arrives.
+
+    The request is not recorded; the body the client sends is never read. The connection
+    stays open ``hold`` seconds after the answer, then is closed.
+
+    Attributes:
+        payload: The bytes answered (a complete response, usually).
+        hold: Seconds the connection stays open after the answer.
+    """
+
+    reads_request: ClassVar[bool] = False
+
+    payload: bytes = b""
+    hold: float = 0.0
+
+    def perform(self, conn: socket.socket, stop: threading.Event) -> None:
+        """Read up to the end of the head, send the payload, hold.
+
+        Args:
+            conn: The client socket.
+            stop: Ends the hold early when set.
+        """
+        buf = b""
+        while b"\r\n\r\n" not in buf and len(buf) < MAX_HEAD_BYTES:
+            try:
+                chunk = conn.recv(4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+        if not _send(conn, self.payload):
+            return
+        if self.hold:
+            stop.wait(self.hold)
+        _half_close(conn)
+
+
 def respond(
     status: int = 200, headers: Mapping[str, str] | None = None, body: bytes = b"ok"
 ) -> Respond:
@@ -557,6 +719,61 @@ def redirect(location: str, status: int = 302) -> Respond:
     return respond(status, {"Location": location}, b"")
 
 
+def drip_headers(seconds: float = 8.0, interval: float = 0.05) -> DripHeaders:
+    """Create a fault whose header block arrives one byte per ``interval``.
+
+    Args:
+        seconds: How long the header block takes to arrive.
+        interval: Seconds between bytes.
+
+    Returns:
+        The fault.
+    """
+    return DripHeaders(seconds=seconds, interval=interval)
+
+
+def stall_body(declared: int = 100, sent: int = 10, seconds: float = 8.0) -> StallBody:
+    """Create a fault that sends part of the body and then stalls.
+
+    Args:
+        declared: Advertised ``Content-Length``.
+        sent: Bytes sent before the stall.
+        seconds: Length of the stall.
+
+    Returns:
+        The fault.
+    """
+    return StallBody(declared=declared, sent=sent, seconds=seconds)
+
+
+def raw(*chunks: bytes, interval: float = 0.0, hold: float = 0.0, reset: bool = False) -> Raw:
+    """Create a fault sending arbitrary bytes.
+
+    Args:
+        *chunks: Byte strings sent in order.
+        interval: Seconds between chunks.
+        hold: Seconds the connection stays open after the last chunk.
+        reset: End with a TCP RST instead of a FIN.
+
+    Returns:
+        The fault.
+    """
+    return Raw(chunks=tuple(chunks), interval=interval, hold=hold, reset=reset)
+
+
+def answer_before_body(payload: bytes, hold: float = 0.0) -> AnswerBeforeBody:
+    """Create a fault answering as soon as the request head has arrived.
+
+    Args:
+        payload: The bytes to answer with.
+        hold: Seconds the connection stays open after the answer.
+
+    Returns:
+        The fault.
+    """
+    return AnswerBeforeBody(payload=payload, hold=hold)
+
+
 # ------------------------------------------------------------------- server
 
 
@@ -612,15 +829,22 @@ class FaultServer(LoopbackServer):
 
     host: str = HOST
 
-    def __init__(self, default: Fault | None = None, read_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        default: Fault | None = None,
+        read_timeout: float = 5.0,
+        max_head: int = MAX_HEAD_BYTES,
+    ) -> None:
         """Create a stopped server.
 
         Args:
             default: Fault used when the script is empty; ``respond()`` if None.
             read_timeout: Socket timeout for reading each request.
+            max_head: Longest request head read (bytes); more is left unread.
         """
         self.default: Fault = default if default is not None else respond()
         self.read_timeout = read_timeout
+        self.max_head = max_head
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._script: deque[Fault] = deque()
@@ -795,9 +1019,9 @@ class FaultServer(LoopbackServer):
             client sent nothing before closing or timing out.
         """
         buf = b""
-        while b"\r\n\r\n" not in buf and len(buf) < MAX_HEAD_BYTES:
+        while b"\r\n\r\n" not in buf and len(buf) < self.max_head:
             try:
-                chunk = conn.recv(4096)
+                chunk = conn.recv(65536)
             except OSError:
                 break
             if not chunk:
@@ -806,7 +1030,7 @@ class FaultServer(LoopbackServer):
         if not buf:
             return False
         head, _, body = buf.partition(b"\r\n\r\n")
-        request_line, method, target, headers = _parse_head(head[:MAX_HEAD_BYTES])
+        request_line, method, target, headers = _parse_head(head[: self.max_head])
         length = _content_length(headers)
         while len(body) < length and not self._stop.is_set():
             try:

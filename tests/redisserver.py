@@ -17,15 +17,19 @@ class RedisServer:
     """One ``redis-server`` process without persistence, bound to 127.0.0.1.
 
     It can be stopped and started again on the same port, to simulate an outage.
+
+    Args:
+        *extra_args: More ``redis-server`` arguments, e.g. ``"--requirepass", "pw"``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *extra_args: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
                 "redis-server is not installed (apt-get install redis-server); .ci/run installs it"
             )
         self._binary = binary
+        self._extra_args = extra_args
         self.port = free_port()
         self._process: Optional[subprocess.Popen[bytes]] = None
 
@@ -44,6 +48,7 @@ class RedisServer:
                 "--save", "",
                 "--appendonly", "no",
                 "--protected-mode", "yes",
+                *self._extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -55,7 +60,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 time.sleep(0.05)
