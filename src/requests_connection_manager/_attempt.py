@@ -87,20 +87,42 @@ def attempt(send: SendOnce, ex: Exchange, watch: Watch) -> Outcome:
         watch.end()
     outcome.started = started
     outcome.duration = clock() - started
+    if watch.fired and outcome.response is not None:
+        # Cut at the deadline while the head was arriving: what came may be half a head.
+        outcome.response.close()
+        outcome.response = None
+        outcome.error = DeadlineExpired(
+            "total_timeout expired while the response was arriving", request=ex.request
+        )
     error = outcome.error
     if error is not None and (
         watch.fired
         or isinstance(error, DeadlineExpired)
         or (connect_clamped and isinstance(error, rex.ConnectTimeout))
-        or (read_clamped and isinstance(error, rex.ReadTimeout))
+        or (read_clamped and _timed_out(error))
     ):
-        # The caller's deadline, not the host's own timeouts, ended it.
+        # The caller's deadline, not the host's own timeouts, ended it: always a Timeout.
         outcome.deadline_hit = True
         if not isinstance(error, rex.Timeout):
             outcome.error = DeadlineExpired(
-                "total_timeout expired while waiting for the response", request=ex.request
+                "total_timeout expired while the request was on the wire", request=ex.request
             )
     return outcome
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Tell whether a socket timeout (a read, or a write of the upload) is behind ``error``."""
+    current: Optional[BaseException] = error
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, (rex.Timeout, uex.TimeoutError, TimeoutError)):
+            return True
+        arg = current.args[0] if current.args else None
+        reason = getattr(current, "reason", None)
+        following = reason if isinstance(reason, BaseException) else arg
+        current = following if isinstance(following, BaseException) else current.__context__
+    return False
 
 
 def _send_and_read(
@@ -126,6 +148,17 @@ def _send_and_read(
         if type(exc) is OSError:
             # requests' own check of a CA bundle or certificate path, before any I/O.
             return Outcome(error=exc, local=True)  # type: ignore[arg-type]
+        if _is_refused_header(exc):
+            # http.client refused a header (a cookie with CR/LF, say) before sending it.
+            # Its message quotes the value, which may be a secret: it is not repeated.
+            return Outcome(
+                error=rex.InvalidHeader(
+                    "a header value holds CR, LF or another character HTTP forbids; "
+                    "nothing was sent",
+                    request=request,
+                ),
+                local=True,
+            )
         return Outcome(error=_as_requests_error(exc, request))
     if ex.stream:
         return Outcome(response)
@@ -135,6 +168,11 @@ def _send_and_read(
         response.close()
         return Outcome(error=_as_requests_error(exc, request))
     return Outcome(response)
+
+
+def _is_refused_header(exc: Exception) -> bool:
+    """True for ``http.client``'s refusal of a header name or value (a bare ValueError)."""
+    return type(exc) is ValueError and str(exc).startswith("Invalid header")
 
 
 def _as_requests_error(exc: Exception, request: PreparedRequest) -> rex.RequestException:
@@ -161,6 +199,11 @@ def _body_error(exc: Exception, response: Response) -> rex.RequestException:
         return rex.ConnectionError(exc, response=response)
     if isinstance(exc, uex.SSLError):
         return rex.SSLError(exc, response=response)
+    if type(exc) is ValueError:
+        # Framing http.client cannot parse (a negative chunk size): a broken body.
+        return rex.ChunkedEncodingError(
+            uex.ProtocolError("Response body framing is invalid", exc), response=response
+        )
     assert response.request is not None
     return _as_requests_error(exc, response.request)
 
@@ -179,6 +222,10 @@ def _read_body(
     """
     try:
         body = response.content if deadline is None else _read_until(response, read, deadline)
+    except ValueError as exc:
+        if isinstance(exc, rex.RequestException):
+            raise
+        raise _body_error(exc, response) from exc
     except (rex.ContentDecodingError, uex.DecodeError):
         if not (redirect_ok and response.is_redirect):
             raise

@@ -27,6 +27,7 @@ import requests.exceptions as rex
 import urllib3.exceptions as uex
 from urllib3.util import Timeout as TimeoutSauce
 
+from . import _forksafe
 from ._admission import closed_error
 from ._attempt import attempt
 from ._boundary import contract_errors
@@ -51,6 +52,8 @@ __all__ = ["ResilientAdapter"]
 TimeoutParam = Union[None, float, "tuple[Optional[float], Optional[float]]", TimeoutSauce]
 
 _IDEMPOTENT_TOO = frozenset({"POST", "PATCH"})
+# A timeout longer than this many seconds (about 31 years) is no limit at all.
+_CENTURIES = 1e9
 
 
 class _PoolName:
@@ -78,6 +81,7 @@ def _resolve_timeout(
     """
     if timeout is None:
         return ex.connect, ex.read
+    timeout = _no_limit_if_huge(timeout)
     if isinstance(timeout, tuple):
         try:
             connect, read = timeout
@@ -96,6 +100,25 @@ def _resolve_timeout(
         parts[0] if isinstance(parts[0], (int, float)) else None,
         parts[1] if isinstance(parts[1], (int, float)) else None,
     )
+
+
+def _no_limit_if_huge(timeout: Any) -> Any:
+    """A timeout of centuries (``1e300``, ``10**400``, ``inf``) means no limit: None.
+
+    urllib3 refuses what does not fit a float (``OverflowError``) and sockets what does not
+    fit their clock; the call's ``total_timeout``, if any, still bounds it.
+    """
+
+    def part(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value > _CENTURIES:
+            return None
+        if isinstance(value, float) and value > _CENTURIES:
+            return None  # inf included; NaN and negatives are left for urllib3 to refuse
+        return value
+
+    if isinstance(timeout, tuple):
+        return tuple(part(value) for value in timeout)
+    return part(timeout)
 
 
 class ResilientAdapter(Transport):
@@ -135,6 +158,7 @@ class ResilientAdapter(Transport):
         super().__setstate__(state)  # type: ignore[misc]
         self._rcm_clock = self._rcm_engine.clock.monotonic
         self.reinit_after_fork()
+        _forksafe.register(self)
 
     # ----------------------------------------------------------------------- the pipeline
     def send(

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = [
     "REDACTED",
     "SENSITIVE_HEADERS",
+    "AllValues",
     "Secrets",
     "body_preview",
     "is_sensitive_field",
@@ -207,6 +208,28 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+class AllValues:
+    """A source whose every value is a secret: cookies (a dict or a cookie jar).
+
+    Args:
+        source: A mapping of names to values, or a ``http.cookiejar.CookieJar``.
+    """
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def values(self) -> list[Any]:
+        """The values (a cookie jar's cookie values, a mapping's values)."""
+        source = self._source
+        if source is None:
+            return []
+        if isinstance(source, Mapping):
+            return list(source.values())
+        return [getattr(cookie, "value", None) for cookie in source]
+
+
 class Secrets:
     """Secret values, redacted by value wherever they appear in a text.
 
@@ -259,11 +282,12 @@ class Secrets:
 
     @classmethod
     def from_sources(cls, sources: Iterable[Any], names: Iterable[str] = ()) -> Secrets:
-        """Collect secrets from header mappings and ``(user, password)`` pairs.
+        """Collect secrets from where a call keeps them.
 
         Args:
-            sources: Header mappings (see :meth:`of_headers`), ``auth=`` pairs (the
-                password is a secret), or None.
+            sources: Each one of: header mappings (see :meth:`of_headers`), ``auth=``
+                pairs (the password is a secret), :class:`AllValues` (cookies: every value
+                is a secret), :class:`Secrets` (taken as they are), or None.
             names: More header names whose values are secrets.
 
         Returns:
@@ -272,7 +296,11 @@ class Secrets:
         found = _NONE
         names = tuple(names)
         for source in sources:
-            if isinstance(source, Mapping):
+            if isinstance(source, Secrets):
+                found = found | source
+            elif isinstance(source, AllValues):
+                found = found | cls(source.values())
+            elif isinstance(source, Mapping):
                 found = found | cls.of_headers(source, names)
             elif isinstance(source, tuple) and len(source) == 2:
                 found = found | cls([source[1]])

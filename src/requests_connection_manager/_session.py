@@ -44,7 +44,7 @@ from ._engine import build_engine
 from ._environment import URL_AUTH, Environment
 from ._exchange import CALL, CallScope
 from ._pipeline import ResilientAdapter
-from ._redaction import Secrets
+from ._redaction import AllValues, Secrets
 from .exceptions import ConnectionManagerError
 from .plugins import ErrorContext, RequestContext, ResponseContext
 
@@ -260,9 +260,12 @@ class ConnectionManagerMixin:
             cert_explicit=kwargs.get("cert") is not None,
             follows_redirects=bool(kwargs.get("allow_redirects", True)),
             secret_sources=(
+                engine.secrets(),
                 self.headers,  # type: ignore[attr-defined]
                 kwargs.get("headers"),
                 kwargs.get("auth"),
+                AllValues(kwargs.get("cookies")),
+                AllValues(self.cookies),  # type: ignore[attr-defined]
             ),
             secret_names=engine.settings.secret_headers,
         )
@@ -418,7 +421,7 @@ class ConnectionManagerMixin:
             scope = CallScope(
                 start=engine.clock.monotonic(),
                 follows_redirects=bool(kwargs.get("allow_redirects", True)),
-                secret_sources=(request.headers,),
+                secret_sources=(engine.secrets(), request.headers),
                 secret_names=engine.settings.secret_headers,
             )
             token = CALL.set(scope)
@@ -443,16 +446,21 @@ class ConnectionManagerMixin:
         super().rebuild_auth(prepared_request, response)  # type: ignore[misc]
         scope = CALL.get()
         previous = response.request
+        url = prepared_request.url or ""
+        headers = prepared_request.headers
+        if self.should_strip_auth(previous.url or "", url):  # type: ignore[attr-defined]
+            # An API-key header is a credential whoever set it, as Authorization is to
+            # requests: it does not follow the caller to another origin.
+            for name in self._rcm_engine.settings.secret_headers:
+                headers.pop(name, None)
         if scope is not None and scope.origin is not None:
             origin, applied = scope.origin, scope.credentials
         else:  # resolve_redirects called by hand: judge by the previous hop
             origin = previous.url or ""
             applied = dict(getattr(previous, "_rcm_credentials", {}))
-        headers = prepared_request.headers
         for name, value in applied.items():
             if headers.get(name) == value:
                 del headers[name]
-        url = prepared_request.url or ""
         same_origin = not self.should_strip_auth(origin, url)  # type: ignore[attr-defined]
         due = self._rcm_engine.settings.credential_headers(url, include_global=same_origin)
         added: dict[str, str] = {}

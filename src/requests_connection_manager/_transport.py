@@ -27,6 +27,7 @@ from urllib3 import connection, connectionpool
 from urllib3.exceptions import ClosedPoolError, EmptyPoolError
 from urllib3.util.retry import Retry
 
+from . import _forksafe
 from ._watchdog import CURRENT, Watchdog
 
 __all__ = ["Transport"]
@@ -148,6 +149,7 @@ class Transport(HTTPAdapter):
         clock: Any = None,
     ) -> None:
         self._rcm_clock = clock
+        _forksafe.register(self)
         self._rcm_closed = False  # closed, and not used since
         self._rcm_watchdog: Optional[Watchdog] = None
         self._rcm_watchdog_lock = threading.Lock()
