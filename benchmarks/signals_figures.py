@@ -1049,7 +1049,10 @@ def _quota_lines(r: Results) -> list[str]:
         "≤ 1, ideally 0); **quota used**: requests served / "
         f"({QUOTA_LIMIT} x windows), over the windows entirely inside the run (target "
         "≥ 0.9); **calls failed**: calls that did not end in a 200. Median (range) over "
-        f"{s.quota_reps} repetition(s); the rows of one repetition run one after another.",
+        f"{s.quota_reps} repetition(s); the rows of one repetition run one after another. "
+        f"The fleet rows run {s.fleet_processes} processes at once against one quota; "
+        "`redis_url` shares the client rate limit and the breaker, not the advertised "
+        "quota's count nor the pause it causes, so each process counts on its own.",
         "",
     ]
     names = {f"cm:{fmt}": f"`ConnectionManager()`, {text}" for fmt, text in QUOTA_FORMATS.items()}
