@@ -1292,8 +1292,17 @@ def section(r: Results) -> str:
     lines += _table(["", ""], [[k, v] for k, v in r.machine.items()])
     lines += ["", "Load average (1 / 5 / 15 min) around each figure:", ""]
     lines += _table(["when", "load"], [[k, v] for k, v in r.loads.items()])
-    if r.notes:
-        lines += ["", "Notes:", ""] + [f"- {note}" for note in r.notes]
+    notes = list(r.notes)
+    peak = max((float(v.split(" / ")[0]) for v in r.loads.values() if v != "unknown"), default=0)
+    cores = os.cpu_count() or 1
+    if peak > cores:
+        notes.append(
+            f"the 1-minute load average reached {peak:.2f} on {cores} cores: other work shared "
+            "the machine, so times (S2's elapsed) are pessimistic; counts and ratios, "
+            "measured at the server, are less affected"
+        )
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
     lines += tables(r)
     lines += ["", END]
     return "\n".join(lines) + "\n"
