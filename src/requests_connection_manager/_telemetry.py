@@ -263,17 +263,17 @@ class _Instruments:
     """The instruments of one meter provider, and the managers its gauges observe."""
 
     def __init__(self, meter: Meter) -> None:
-        self.http_duration = meter.create_histogram(
+        self.http_duration = _histogram(
+            meter,
             "http.client.request.duration",
-            unit="s",
-            description="Duration of HTTP client requests (one per attempt on the wire).",
-            explicit_bucket_boundaries_advisory=HTTP_DURATION_BUCKETS,
+            "Duration of HTTP client requests (one per attempt on the wire).",
+            HTTP_DURATION_BUCKETS,
         )
-        self.request_duration = meter.create_histogram(
+        self.request_duration = _histogram(
+            meter,
             "rcm.request.duration",
-            unit="s",
-            description="Duration of requests through the pipeline: attempts, waits, backoff.",
-            explicit_bucket_boundaries_advisory=WAIT_BUCKETS,
+            "Duration of requests through the pipeline: attempts, waits, backoff.",
+            WAIT_BUCKETS,
         )
         self.retries = meter.create_counter(
             "rcm.retries", unit="{retry}", description="Retries scheduled after a failed attempt."
@@ -283,11 +283,11 @@ class _Instruments:
             unit="{refusal}",
             description="Requests or retries refused without traffic, by reason.",
         )
-        self.waits = meter.create_histogram(
+        self.waits = _histogram(
+            meter,
             "rcm.wait.duration",
-            unit="s",
-            description="Time requests waited before an attempt, by reason.",
-            explicit_bucket_boundaries_advisory=WAIT_BUCKETS,
+            "Time requests waited before an attempt, by reason.",
+            WAIT_BUCKETS,
         )
         self.pauses = meter.create_counter(
             "rcm.host.pauses",
@@ -358,6 +358,16 @@ class _Instruments:
     def reinit_after_fork(self) -> None:
         """A fresh lock in a forked child."""
         self._lock = threading.Lock()
+
+
+def _histogram(meter: Meter, name: str, description: str, buckets: tuple[float, ...]) -> Any:
+    """A histogram in seconds with advised bucket boundaries (where the API can advise)."""
+    try:
+        return meter.create_histogram(
+            name, unit="s", description=description, explicit_bucket_boundaries_advisory=buckets
+        )
+    except TypeError:  # opentelemetry-api < 1.30: no advice, the SDK's default buckets
+        return meter.create_histogram(name, unit="s", description=description)
 
 
 def _observation() -> Callable[..., Observation]:
@@ -651,6 +661,8 @@ class Telemetry:
                 record.recording = span.is_recording()
                 record.context = self._trace.set_span_in_context(span)
                 thread.tokens.append(context.attach(record.context))
+            else:  # a no-op tracer: pass the caller's trace on as it is
+                record.context = context.get_current()
         self._remember(event.request_id, record)
 
     def _abandon(self, thread: _ThreadState) -> None:
@@ -664,7 +676,11 @@ class Telemetry:
 
     def _attempt_started(self, event: AttemptStarted) -> None:
         record = self._open.get(event.request_id)
-        if record is None or record.span is None:
+        if record is None:
+            return
+        if record.span is None:
+            if record.context is not None and event.headers is not None:
+                self._inject(event.headers, context=record.context)
             return
         if record.attempt is not None:  # AttemptFinished went missing
             self._end_attempt(record, None)
