@@ -644,3 +644,125 @@ def test_with_instrumentation_requests_our_spans_nest_inside_its_span(
     assert all(a.parent and a.parent.span_id == request.context.span_id for a in attempts)
     # The server sees our attempt spans as parents, not the outer span.
     assert [r.headers["Traceparent"] for r in app.requests] == [_traceparent(a) for a in attempts]
+
+
+def test_a_half_open_probe_and_the_transitions_are_told(app: AppServer, otel: Otel) -> None:
+    """Open, then a probe after the recovery timeout: the probe span, every transition."""
+    app.sequence("/x", [(500, None, b"down"), (200, None, b"up")])
+    clock = FakeClock()
+    with otel.manager(
+        max_retries=0,
+        circuit_breaker_failure_threshold=1,
+        circuit_breaker_recovery_timeout=30,
+        clock=clock,
+    ) as cm:
+        cm.get(app.url("/x"))
+        clock.advance(30)
+        assert cm.get(app.url("/x")).text == "up"
+        metrics = otel.metrics()
+    down, probe = otel.attempts()
+    assert "rcm.breaker.probe" not in _attributes(down)
+    assert _attributes(probe)["rcm.breaker.probe"] is True
+    moves = {p.attributes["rcm.breaker.state"]: p.value for p in metrics["rcm.breaker.transitions"]}
+    assert moves == {"open": 1, "half-open": 1, "closed": 1}
+
+
+def test_an_idempotency_key_is_the_same_on_every_attempt_span(app: AppServer, otel: Otel) -> None:
+    """idempotency_keys=True: each attempt span of a retried POST carries the one key."""
+    app.fail_then_ok("/pay", failures=1)
+    with otel.manager(idempotency_keys=True) as cm:
+        cm.post(app.url("/pay"), data=b"{}")
+    keys = [_attributes(a)["rcm.idempotency_key"] for a in otel.attempts()]
+    assert len(keys) == 2
+    assert keys[0] == keys[1] == app.requests[0].headers["Idempotency-Key"]
+
+
+def test_global_providers_set_by_the_application_are_used(
+    app: AppServer, otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SDK set as the global providers (as an application does) gets the spans and metrics."""
+    from opentelemetry.metrics import _internal as metrics_state
+
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", otel.tracer_provider)
+    monkeypatch.setattr(metrics_state, "_METER_PROVIDER", otel.meter_provider)
+    monkeypatch.setattr(telemetry_module, "_global_instruments", [])
+    app.ok("/x")
+    with ConnectionManager() as cm:
+        cm.get(app.url("/x"))
+        metrics = otel.metrics()
+    assert len(otel.requests()) == 1
+    assert len(otel.attempts()) == 1
+    assert sum(p.count for p in metrics["http.client.request.duration"]) == 1
+
+
+def test_a_provider_that_cannot_be_hashed_gets_its_own_instruments(
+    app: AppServer, otel: Otel
+) -> None:
+    """A meter provider wrapper without __hash__ still works (no shared cache for it)."""
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __init__(self, inner: MeterProvider) -> None:
+            self.inner = inner
+
+        def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+            return self.inner.get_meter(*args, **kwargs)
+
+    app.ok("/x")
+    with ConnectionManager(meter_provider=Unhashable(otel.meter_provider)) as cm:
+        cm.get(app.url("/x"))
+        metrics = otel.metrics()
+    assert sum(p.count for p in metrics["http.client.request.duration"]) == 1
+
+
+def test_without_the_api_the_manager_builds_no_subscriber(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_api() finding nothing: no subscriber (the same path as a missing package)."""
+    monkeypatch.setattr(telemetry_module, "_api", lambda: None)
+    with ConnectionManager() as cm:
+        assert cm._engine.telemetry is None
+
+
+def test_after_a_fork_the_subscriber_starts_empty(app: AppServer, otel: Otel) -> None:
+    """reinit_after_fork: no open request, a fresh lock and thread state; it still works."""
+    app.ok("/x")
+    with otel.manager() as cm:
+        telemetry = cm._engine.telemetry
+        assert telemetry is not None
+        _publish(cm, RequestStarted(99, "http://127.0.0.1:9", "GET", "http://127.0.0.1:9/", 0.0))
+        assert telemetry.open_requests() == 1
+        telemetry._detach()  # what the parent's thread attached stays in the parent
+        cm._engine.reinit_after_fork()
+        telemetry._instruments.reinit_after_fork()
+        assert telemetry.open_requests() == 0
+        cm.get(app.url("/x"))
+    assert len(otel.attempts()) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "origin"),
+    [
+        ("http://127.0.0.1:8080", ("http", "127.0.0.1", 8080)),
+        ("https://[::1]:8443", ("https", "::1", 8443)),
+        ("https://api.example.com:443 [api.example.com/v2]", ("https", "api.example.com", 443)),
+        ("https://example.com", ("https", "example.com", 443)),
+    ],
+)
+def test_server_address_and_port_come_from_the_host_key(
+    key: str, origin: tuple[str, str, int]
+) -> None:
+    """The host key gives url.scheme, server.address (no IPv6 brackets) and server.port."""
+    assert tuple(telemetry_module._origin(key)) == origin
+
+
+def test_only_the_apis_own_providers_count_as_no_sdk(otel: Otel) -> None:
+    """The proxy and no-op providers record nothing; the SDK's do."""
+    from opentelemetry import metrics
+
+    assert not telemetry_module._live(trace.ProxyTracerProvider())
+    assert not telemetry_module._live(trace.NoOpTracerProvider())
+    assert not telemetry_module._live(metrics.NoOpMeterProvider())
+    assert telemetry_module._live(otel.tracer_provider)
+    assert telemetry_module._live(otel.meter_provider)

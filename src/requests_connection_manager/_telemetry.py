@@ -482,7 +482,7 @@ class Telemetry:
 
     Args:
         api: The imported API.
-        tracer: The tracer, or None to use the global provider's (resolved per request).
+        tracer: The tracer (the global provider's proxy when none was given).
         instruments: The instruments of the meter provider.
         hosts: The manager's host table (for the breaker gauge).
         closed: Set when the manager closes (its gauges stop reporting).
