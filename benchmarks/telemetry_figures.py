@@ -5,14 +5,16 @@ server when nginx is missing), one thread, keep-alive:
 
 1. ``opentelemetry-api`` installed and **no SDK configured** (the global providers are the
    API's no-op proxies): ``ConnectionManager()`` against ``ConnectionManager(telemetry=False)``.
-   The target is at most 2 % per call.
+   The target is at most 2 % per call. A second ``telemetry=False`` client shows the noise
+   of the measurement (an A/A comparison).
 2. **The SDK configured**, with in-memory exporters: a ``TracerProvider`` with a
    ``SimpleSpanProcessor`` (spans exported synchronously, at the end of each span) or a
    ``BatchSpanProcessor`` (exported by a background thread), and a ``MeterProvider`` with
    an ``InMemoryMetricReader``; against ``telemetry=False``.
 
-Within a repetition the clients run back to back, alternating their order; each figure is
-the median over repetitions of the ratio on/off (wall and this process's CPU time, the
+Within a repetition the clients take turns call by call (the order flipped every
+repetition), so load from elsewhere on the machine hits them alike; each figure is the
+median over repetitions of the ratio on/off (wall, and the calling thread's CPU time: the
 server runs in another process), as ``figures.paired_ratio`` does. The subscriber's own
 CPU cost per call is also measured alone, feeding it the four events of a plain call.
 
@@ -45,6 +47,8 @@ from requests_connection_manager.events import (
 )
 
 OFF = "telemetry=False"
+#: The same client again: its ratio to OFF is the noise of the measurement (an A/A test).
+AGAIN = "telemetry=False, again (A/A)"
 
 
 def _server(workdir: Path) -> tuple[Any, str]:
@@ -69,18 +73,31 @@ def _paired(
     warmup: int,
     between: Callable[[], None] = lambda: None,
 ) -> dict[str, dict[str, list[float]]]:
-    """Per client, per repetition: wall and CPU seconds per call."""
+    """Per client, per repetition: mean wall and CPU seconds per call.
+
+    The clients take turns call by call (A B A B ..., the order flipped every repetition),
+    so a burst of load from elsewhere on the machine hits them alike; each call is timed
+    on its own (wall: ``perf_counter_ns``, CPU: this thread's ``thread_time_ns``).
+    """
     for cm in clients.values():
         loops.warm(cm.get, url, warmup)
     out: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in clients}
     names = list(clients)
+    wall_clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for rep in range(reps):
-        order = names if rep % 2 == 0 else names[::-1]
-        for name in order:
-            between()
-            value = loops.per_call_timed(clients[name].get, url, calls)
-            out[name]["wall"].append(value["seconds"])
-            out[name]["cpu"].append(value["cpu"])
+        between()
+        order = [(n, clients[n].get) for n in (names if rep % 2 == 0 else names[::-1])]
+        wall = dict.fromkeys(names, 0)
+        cpu = dict.fromkeys(names, 0)
+        for _ in range(calls):
+            for name, get in order:
+                w, c = wall_clock(), cpu_clock()
+                get(url)
+                cpu[name] += cpu_clock() - c
+                wall[name] += wall_clock() - w
+        for name in names:
+            out[name]["wall"].append(wall[name] / calls / 1e9)
+            out[name]["cpu"].append(cpu[name] / calls / 1e9)
         print(f"  repetition {rep + 1}/{reps}", file=sys.stderr)
     return out
 
@@ -172,7 +189,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         results["server"] = described
         try:
             print("figure 1: opentelemetry-api, no SDK", file=sys.stderr)
-            clients = {OFF: ConnectionManager(telemetry=False), "no SDK": ConnectionManager()}
+            clients = {
+                OFF: ConnectionManager(telemetry=False),
+                AGAIN: ConnectionManager(telemetry=False),
+                "no SDK": ConnectionManager(),
+            }
             try:
                 results["no_sdk"] = _summary(
                     _paired(clients, url, args.calls, args.reps, args.warmup)

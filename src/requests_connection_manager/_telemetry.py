@@ -128,6 +128,8 @@ _KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Events that concern only a request already kept.
+_PER_REQUEST = frozenset({AttemptStarted, AttemptFinished, RequestFinished})
 
 
 class _Api(NamedTuple):
@@ -576,7 +578,12 @@ class Telemetry:
 
     def __call__(self, event: Any) -> None:
         """Handle one event of the stream."""
-        handler = self._handlers.get(type(event))
+        kind = type(event)
+        if kind in _PER_REQUEST and not self._open:
+            # Nothing kept (no SDK): the events of a request need nothing. A thread whose
+            # request was evicted meanwhile detaches its contexts at its next request.
+            return
+        handler = self._handlers.get(kind)
         if handler is not None:
             handler(event)
 
@@ -619,8 +626,9 @@ class Telemetry:
         if provider is not None and _live(provider):
             return True
         # No SDK: spans are no-ops, but a current trace (from an incoming request) still
-        # has to reach the server.
-        return bool(trace.get_current_span().get_span_context().is_valid)
+        # has to reach the server. An empty context has none.
+        current = self._context.get_current()
+        return bool(current) and trace.get_current_span(current).get_span_context().is_valid
 
     def _measured(self) -> bool:
         """Tell whether per-request metrics go anywhere."""
