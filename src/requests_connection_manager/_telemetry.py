@@ -740,13 +740,15 @@ class Telemetry:
         if self._thread.request is record and len(self._thread.tokens) > 1:
             self._detach(keep=1)
         if span.is_recording():
+            attributes: dict[str, Any] = {}
             if event is not None:
                 if event.status is not None:
-                    span.set_attribute("http.response.status_code", event.status)
-                span.set_attribute("rcm.verdict", event.verdict)
+                    attributes["http.response.status_code"] = event.status
+                attributes["rcm.verdict"] = event.verdict
             if error_type is not None:
-                span.set_attribute("error.type", error_type)
+                attributes["error.type"] = error_type
                 span.set_status(self._trace.StatusCode.ERROR)
+            span.set_attributes(attributes)
         span.end()
 
     def _request_finished(self, event: RequestFinished) -> None:
@@ -775,12 +777,13 @@ class Telemetry:
             return
         record.span = None
         if record.recording:
-            span.set_attribute("rcm.attempts", event.attempts)
+            attributes: dict[str, Any] = {"rcm.attempts": event.attempts}
             if event.status is not None:
-                span.set_attribute("http.response.status_code", event.status)
+                attributes["http.response.status_code"] = event.status
             if error_type is not None:
-                span.set_attribute("error.type", error_type)
+                attributes["error.type"] = error_type
                 span.set_status(self._trace.StatusCode.ERROR)
+            span.set_attributes(attributes)
         span.end()
 
     # ---------------------------------------------------------------- the resilience story
