@@ -645,6 +645,14 @@ class Telemetry:
         if thread.request_id is not None:
             self._abandon(thread)
         context = self._context
+        if (
+            self._global_tracer
+            and self._global_meter
+            and getattr(self._trace, "_TRACER_PROVIDER", _MISSING) is None
+            and getattr(self._api.metrics_state, "_METER_PROVIDER", _MISSING) is None
+            and not context.get_current()
+        ):
+            return  # no SDK configured and no trace to pass on: nothing to do, at once
         traced = self._traced()
         if traced:
             suppressed = self._api.suppress_key
