@@ -766,3 +766,21 @@ def test_only_the_apis_own_providers_count_as_no_sdk(otel: Otel) -> None:
     assert not telemetry_module._live(metrics.NoOpMeterProvider())
     assert telemetry_module._live(otel.tracer_provider)
     assert telemetry_module._live(otel.meter_provider)
+
+
+def test_threads_each_get_their_own_spans(app: AppServer, otel: Otel) -> None:
+    """Eight threads at once: every request span has exactly its own attempt under it."""
+    app.barrier("/x", parties=8)
+    with otel.manager(pool_maxsize=8) as cm:
+        urls = [("GET", app.url("/x"), {}) for _ in range(8)]
+        results = cm.batch_request(urls, max_workers=8)
+        assert [r.status_code for r in results] == [200] * 8
+        telemetry = cm._engine.telemetry
+        assert telemetry is not None
+        assert telemetry.open_requests() == 0
+    requests_ = otel.requests()
+    attempts = otel.attempts()
+    assert len(requests_) == len(attempts) == 8
+    parents = sorted(a.parent.span_id for a in attempts if a.parent is not None)
+    assert parents == sorted(r.context.span_id for r in requests_)
+    assert len({r.context.trace_id for r in requests_}) == 8
