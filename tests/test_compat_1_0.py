@@ -480,3 +480,20 @@ def test_manager_logs_requests_through_the_safe_helpers_only_at_debug(
     logged = [r for r in caplog.records if r.name == "requests_connection_manager.utils"]
     assert logged
     assert "s3cr3t" not in caplog.text
+
+
+def test_circuit_breaker_summary_keeps_1_0_0_attributes(app: AppServer) -> None:
+    """cm.circuit_breaker answers what 1.0.0's pybreaker object did, over every host."""
+    app.ok("/down", status=503)
+    with ConnectionManager(
+        max_retries=0, circuit_breaker_failure_threshold=2, circuit_breaker_recovery_timeout=30
+    ) as cm:
+        assert cm.circuit_breaker.current_state == "closed"
+        for _ in range(2):
+            cm.get(app.url("/down"))
+        summary = cm.circuit_breaker
+    assert (summary.current_state, summary.fail_max, summary.reset_timeout) == ("open", 2, 30)
+    assert list(summary.hosts.values()) == ["open"]
+    with ConnectionManager(circuit_breaker_failure_threshold=None) as cm:
+        assert cm.circuit_breaker.current_state == "disabled"
+        assert cm.circuit_breaker.fail_max is None

@@ -79,8 +79,41 @@ GOOD: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("kwargs", GOOD)
 def test_good_values_are_accepted(kwargs: dict[str, Any]) -> None:
-    """Valid configurations construct and close without error."""
-    ConnectionManager(**kwargs).close()
+    """Valid configurations become the policy they say (checked through cm.policy)."""
+    with ConnectionManager(**kwargs) as cm:
+        policy = cm.policy
+        for name, value in kwargs.items():
+            if name == "timeout" and {"connect_timeout", "read_timeout"} & set(kwargs):
+                continue  # refined by the two below, which are checked themselves
+            assert _reads_back(policy, cm, name) == value, name
+
+
+def _reads_back(policy: Any, cm: ConnectionManager, name: str) -> Any:
+    """The value of keyword ``name`` as the frozen policy (or the adapter) holds it."""
+    where = {
+        "max_retries": lambda: policy.retries.max_retries,
+        "backoff_factor": lambda: policy.retries.backoff_factor,
+        "retry": lambda: policy.retries.policy,
+        "rate_limit_requests": lambda: policy.rate_limit.requests,
+        "rate_limit_period": lambda: policy.rate_limit.period,
+        "rate_limit_max_wait": lambda: policy.rate_limit.max_wait,
+        "rate_limit_strategy": lambda: policy.rate_limit.strategy,
+        "circuit_breaker_failure_threshold": lambda: policy.breaker,
+        "timeout": lambda: (
+            None
+            if policy.timeouts.connect is None
+            else (policy.timeouts.connect, policy.timeouts.read)
+            if policy.timeouts.connect != policy.timeouts.read
+            else policy.timeouts.connect
+        ),
+        "connect_timeout": lambda: policy.timeouts.connect,
+        "read_timeout": lambda: policy.timeouts.read,
+        "total_timeout": lambda: policy.timeouts.total,
+        "pool_block": lambda: cm.adapter._pool_block,
+        "pool_connections": lambda: cm.adapter._pool_connections,
+        "pool_maxsize": lambda: cm.adapter._pool_maxsize,
+    }
+    return where[name]()
 
 
 def test_positional_order_matches_1_0_0() -> None:

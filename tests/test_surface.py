@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import requests
@@ -12,6 +13,7 @@ from requests_connection_manager import (
     CircuitBreakerOpen,
     ConnectionManager,
     ConnectionManagerError,
+    ConnectionManagerMixin,
     PluginManager,
 )
 from requests_connection_manager.__main__ import main
@@ -154,3 +156,70 @@ def test_demo_reports_progress_when_not_quiet(capsys: pytest.CaptureFixture[str]
     progress = [line for line in err.splitlines() if line.startswith("demo: ")]
     assert progress
     assert progress[-1].startswith("demo: 40/40 calls done")
+
+
+def test_the_public_surface_is_pinned() -> None:
+    """The package's __all__, and its public modules: a change here is a change of the API."""
+    import requests_connection_manager as rcm
+
+    assert rcm.__all__ == [
+        "BreakerConfig",
+        "BudgetConfig",
+        "CircuitBreakerOpen",
+        "Clock",
+        "ConnectionManager",
+        "ConnectionManagerError",
+        "ConnectionManagerMixin",
+        "ErrorContext",
+        "HookType",
+        "MaxRetriesExceeded",
+        "PluginManager",
+        "Policy",
+        "RateLimitConfig",
+        "RateLimitExceeded",
+        "RequestContext",
+        "ResilientAdapter",
+        "ResponseContext",
+        "RetryConfig",
+        "SignalsConfig",
+        "SystemClock",
+        "TLSConfig",
+        "TimeoutConfig",
+        "__version__",
+        "is_sensitive_field",
+        "redact_sensitive_data",
+        "safe_log_error",
+        "safe_log_request",
+        "safe_log_response",
+    ]
+    for name in rcm.__all__:
+        assert hasattr(rcm, name), name
+    package = Path(rcm.__file__).parent
+    public = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
+    assert public == ["config", "events", "exceptions", "plugins", "utils"]
+
+
+def test_the_mixin_takes_the_managers_keywords_and_passes_the_rest(app: AppServer) -> None:
+    """A Session subclass with the mixin: manager keywords configure it, others go on."""
+
+    class Base(requests.Session):
+        def __init__(self, *, label: str = "") -> None:
+            super().__init__()
+            self.label = label
+
+    class Resilient(ConnectionManagerMixin, Base):
+        pass
+
+    app.fail_then_ok("/x", failures=1)
+    session = Resilient(max_retries=2, backoff_factor=0, bearer_token="t0k3n", label="mine")
+    try:
+        assert session.label == "mine"
+        assert session.get(app.url("/x")).status_code == 200
+        assert app.hits("/x") == 2
+        assert app.requests[-1].headers["Authorization"] == "Bearer t0k3n"
+    finally:
+        session.close()
+    with pytest.raises(ConnectionManagerError, match="closed"):
+        session.get(app.url("/x"))
+    with pytest.raises(ValueError, match="max_retries"):
+        Resilient(max_retries=-1)

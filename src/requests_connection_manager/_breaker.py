@@ -188,6 +188,8 @@ class HostBreaker:
         if window is None:
             window = self._window = FailureRateWindow(settings.window)
         window.record(now, failed, slow)
+        if not (failed or slow):
+            return False  # a success only lowers the ratio
         return window.should_trip(now, settings.failure_rate, settings.minimum_calls)
 
     def record_success(self, probe: bool, now: float = 0.0, slow: bool = False) -> bool:

@@ -9,9 +9,10 @@ and an empty host table (:mod:`._forksafe`).
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import _forksafe
 from ._admission import Admission
@@ -29,7 +30,21 @@ from .config import MAX_POOL_SIZE, POLICY_DEFAULTS
 from .events import BreakerStateChanged, EventBus, Subscriber
 from .plugins import PluginManager
 
-__all__ = ["Engine"]
+__all__ = ["MANAGER_SIGNATURE", "Engine", "build_engine", "keywords_of"]
+
+#: The signature of ``ConnectionManager.__init__``: the one list of the manager's keywords
+#: and their defaults (set by :func:`keywords_of` when the manager class is defined).
+MANAGER_SIGNATURE = inspect.Signature()
+
+
+def keywords_of(init: Callable[..., Any]) -> Callable[..., Any]:
+    """Record ``init`` (the manager's constructor) as the list of the manager's keywords.
+
+    The mixin takes exactly these keywords out of the ones its session is given.
+    """
+    global MANAGER_SIGNATURE
+    MANAGER_SIGNATURE = inspect.signature(init)
+    return init
 
 
 class Engine:
@@ -97,6 +112,8 @@ class Engine:
         )
         if self.shared is not None:
             self.shared.publish = self.bus.publish
+        #: Host keys whose breaker is not closed (the early refusal looks only then).
+        self.unsettled: set[str] = set()
         self.hosts = HostRegistry(
             self.clock, on_transition=self._transition, shared=self.shared, rng=self.rng
         )
@@ -120,6 +137,10 @@ class Engine:
         return self.settings.secrets()
 
     def _transition(self, host: str, old: str, new: str) -> None:
+        if new == "closed":
+            self.unsettled.discard(host)
+        else:
+            self.unsettled.add(host)
         self.bus.publish(BreakerStateChanged(host, old, new, self.clock.monotonic()))
 
     def close(self) -> None:

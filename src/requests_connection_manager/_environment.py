@@ -1,57 +1,157 @@
-"""The environment's part of a call's settings, as requests computes it, only cheaper.
+"""The environment's part of a call's settings, exactly as requests computes it, once per change.
 
-requests merges proxies, the CA bundle and ``.netrc`` from the environment into every
-call (``Session.merge_environment_settings``); its proxy lookup is a pure-Python scan of
-``os.environ`` that costs about as much as the rest of its per-call work. When the
-environment names no proxy at all, that lookup can only find nothing, so it is skipped;
-the answer is recomputed whenever ``os.environ`` changes.
+requests merges the environment into every call: proxies (``getproxies()`` and the
+``no_proxy`` rules, a pure-Python scan of ``os.environ``), the CA bundle
+(``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``) and ``.netrc`` credentials (looked up on
+disk). Each answer depends only on the environment, the request's host and (for
+``.netrc``) the file; :class:`Environment` computes it with requests' own functions and
+keeps it until what it depends on changes:
 
-A change is noticed by comparing the environment with a copy taken when the answer was
-computed: CPython's ``os.environ`` keeps its data in a dict, compared in C; anything else
-(a test that replaces ``os.environ`` with a plain dict, ``mock.patch("os.environ", {...})``)
-is compared through the mapping interface, and gets the same answer requests would.
+- the environment: compared with the copy taken when the answers were computed, on every
+  call (CPython's ``os.environ`` keeps its data in a dict, compared in C in about a
+  microsecond; anything else — a test that replaces ``os.environ`` with a plain dict,
+  ``mock.patch("os.environ", {...})`` — is compared through the mapping interface);
+- the proxies of a host: per ``(host, port, no_proxy argument)``, for that environment;
+- ``.netrc``: per host, for the file's path, inode, size and modification time (one
+  ``stat`` per candidate file per call, as requests itself does).
+
+Only where ``urllib.request.getproxies`` reads the environment alone (not macOS or Windows,
+which also read system settings); elsewhere :attr:`Environment.usable` is False and the
+session runs requests' own code. requests' functions are looked up where requests looks
+them up, at every call: a test that patches one of them (``requests.sessions.
+get_netrc_auth``, ``requests.utils.proxy_bypass``, ...) gets its patch, and nothing is
+remembered while a patch is in place.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import urllib.request
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar, cast
+from urllib.parse import urlsplit
 
-__all__ = ["ProxyFreeEnvironment"]
+import requests.sessions
+import requests.utils
+from requests.auth import AuthBase, HTTPBasicAuth
+from requests.utils import NETRC_FILES, get_auth_from_url
+
+__all__ = ["URL_AUTH", "Environment"]
+
+# Hosts (and .netrc answers) remembered per environment; beyond this the cache starts over.
+_CACHE_SIZE = 1024
+_T = TypeVar("_T")
+_MISSING: Any = object()
 
 
-class ProxyFreeEnvironment:
-    """Tells whether ``os.environ`` names no proxy, recomputing only when it changes.
+# requests' own functions, as imported: while one is patched, nothing is remembered.
+_LOOKED_UP = (
+    (requests.sessions, "get_environ_proxies"),
+    (requests.sessions, "get_netrc_auth"),
+    (requests.utils, "should_bypass_proxies"),
+    (requests.utils, "proxy_bypass"),
+    (requests.utils, "getproxies"),
+)
+_ORIGINAL = tuple(getattr(module, name) for module, name in _LOOKED_UP)
 
-    Only where ``urllib.request.getproxies`` reads the environment alone (not macOS or
-    Windows, which also read system settings); elsewhere it always answers False, and
-    requests does its usual lookup.
+
+def _unpatched() -> bool:
+    return all(
+        getattr(module, name) is original for (module, name), original in zip(_LOOKED_UP, _ORIGINAL)
+    )
+
+
+class _UrlAuth(AuthBase):
+    """What requests does without ``auth``: the URL's own ``user:password@``, if any.
+
+    Given as the ``auth`` of a request whose ``.netrc`` lookup found nothing, so that
+    requests does not look again (``PreparedRequest.prepare_auth`` applies the URL's
+    credentials only when ``auth`` is None; this does the same).
     """
 
-    def __init__(self) -> None:
-        self._seen: Optional[dict[Any, Any]] = None
-        self._environ: Any = None
-        self._answer = False
-        self._usable = urllib.request.getproxies is urllib.request.getproxies_environment
+    def __call__(self, request: Any) -> Any:
+        user_password = get_auth_from_url(request.url)
+        if any(user_password):
+            return HTTPBasicAuth(*user_password)(request)
+        return request
 
-    def has_no_proxies(self) -> bool:
-        """True when no proxy variable (nor ``no_proxy``) is set."""
-        if not self._usable:
-            return False
+
+#: The ``auth`` standing for "no .netrc credentials: the URL's own, if any".
+URL_AUTH = _UrlAuth()
+
+
+class Environment:
+    """requests' environment lookups, remembered until what they depend on changes."""
+
+    def __init__(self) -> None:
+        self.usable = urllib.request.getproxies is urllib.request.getproxies_environment
+        self._lock = threading.Lock()
+        self._environ: Any = None
+        self._seen: Optional[dict[Any, Any]] = None
+        self._proxies: dict[tuple[Any, ...], dict[str, str]] = {}
+        self._netrc: dict[tuple[Any, ...], Optional[tuple[str, str]]] = {}
+        self._netrc_paths: tuple[str, ...] = ()
+        self.ca_bundle: Optional[str] = None
+
+    def refresh(self) -> None:
+        """Start over if ``os.environ`` changed since the answers were computed."""
         environ = os.environ
         data = getattr(environ, "_data", None)
         current = data if isinstance(data, dict) else environ
-        seen = self._seen
-        if seen is not None and environ is self._environ and seen == current:
-            return self._answer
+        if self._seen is not None and environ is self._environ and self._seen == current:
+            return
         snapshot = dict(current)
-        answer = not any(
-            value and _text(name).lower().endswith("_proxy") for name, value in environ.items()
-        )
-        self._seen, self._environ, self._answer = snapshot, environ, answer
-        return answer
+        netrc_file = environ.get("NETRC")
+        paths = (netrc_file,) if netrc_file is not None else tuple(f"~/{f}" for f in NETRC_FILES)
+        with self._lock:
+            self._proxies = {}
+            self._netrc = {}
+            self._netrc_paths = tuple(os.path.expanduser(path) for path in paths)
+            self.ca_bundle = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
+            self._seen, self._environ = snapshot, environ
 
+    def proxies(self, url: str, no_proxy: Optional[str]) -> dict[str, str]:
+        """``get_environ_proxies(url, no_proxy)``, once per host and environment."""
+        lookup = requests.sessions.get_environ_proxies
+        if not _unpatched():
+            return lookup(url, no_proxy=no_proxy)
+        try:
+            parts = urlsplit(url)
+            key: tuple[Any, ...] = (parts.hostname, parts.port, no_proxy)
+        except ValueError:
+            return lookup(url, no_proxy=no_proxy)
+        return self._remember(self._proxies, key, lambda: lookup(url, no_proxy=no_proxy))
 
-def _text(name: Any) -> str:
-    return name.decode("latin-1") if isinstance(name, bytes) else str(name)
+    def netrc_auth(self, url: str) -> Optional[tuple[str, str]]:
+        """``get_netrc_auth(url)``, once per host and state of the file."""
+        lookup = requests.sessions.get_netrc_auth
+        if not _unpatched():
+            return lookup(url)
+        state = None
+        for path in self._netrc_paths:
+            try:
+                stat = os.stat(path)
+            except (OSError, ValueError):
+                continue
+            state = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            break
+        if state is None:
+            return None  # no file: requests returns None too
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            return lookup(url)
+        return self._remember(self._netrc, (*state, host), lambda: lookup(url))
+
+    def _remember(
+        self, cache: dict[tuple[Any, ...], _T], key: tuple[Any, ...], compute: Callable[[], _T]
+    ) -> _T:
+        found = cache.get(key, _MISSING)
+        if found is not _MISSING:
+            return cast("_T", found)  # not the sentinel: a value stored here
+        value = compute()
+        with self._lock:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache[key] = value
+        return value

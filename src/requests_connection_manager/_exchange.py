@@ -12,7 +12,7 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from ._redaction import redact_url
+from ._redaction import Secrets, redact_url
 
 if TYPE_CHECKING:
     from requests import PreparedRequest, Response
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from urllib3.util.retry import Retry
 
     from ._hosts import HostState
-    from ._redaction import Secrets
     from ._url import Target
     from .config import Policy
 
@@ -36,7 +35,9 @@ class CallScope:
         verify_explicit: The caller passed ``verify=`` (an endpoint's must not override it).
         cert_explicit: The caller passed ``cert=``.
         follows_redirects: The call follows redirects.
-        secrets: Secret values of the call (credentials, secret header values).
+        secret_sources: Where the call's secrets are (the session's and the caller's
+            headers, an ``auth=`` pair); read only when a message or log line is written.
+        secret_names: Header names whose values are secrets (the API-key headers).
         origin: The URL of the first hop, once sent.
         credentials: The credential headers the current hop carries (name to value).
         idempotency_key: The key every hop and attempt of the call carries, once chosen.
@@ -46,10 +47,18 @@ class CallScope:
     verify_explicit: bool = False
     cert_explicit: bool = False
     follows_redirects: bool = True
-    secrets: Optional[Secrets] = None
+    secret_sources: tuple[Any, ...] = ()
+    secret_names: frozenset[str] = frozenset()
     origin: Optional[str] = None
     credentials: dict[str, str] = field(default_factory=dict)
     idempotency_key: Optional[str] = None
+    _secrets: Optional[Secrets] = field(default=None, repr=False)
+
+    def secrets(self) -> Secrets:
+        """The call's secret values, collected from its sources when first asked for."""
+        if self._secrets is None:
+            self._secrets = Secrets.from_sources(self.secret_sources, self.secret_names)
+        return self._secrets
 
 
 #: The current call. Unset (a bare ``send``): each ``send`` is a call of its own.
@@ -77,7 +86,7 @@ class Exchange:
         follows_redirects: The call follows redirects (a redirect's body is drained).
         retry: The urllib3 ``Retry`` the first attempt starts from.
         idempotency_key: The key sent with the request, if any.
-        secrets: Secret values to redact from every message.
+        secrets: Secret values to redact from every message (collected when first asked).
         replayable: The body can be sent again (none, bytes or text, or a stream whose
             start position requests recorded): otherwise the request is never retried.
         attempts: Attempts sent so far.
@@ -87,6 +96,8 @@ class Exchange:
     """
 
     __slots__ = (
+        "_secret_inputs",
+        "_secrets",
         "_url",
         "attempts",
         "cert",
@@ -105,7 +116,6 @@ class Exchange:
         "request",
         "request_id",
         "retry",
-        "secrets",
         "start",
         "stream",
         "target",
@@ -139,7 +149,8 @@ class Exchange:
         self.follows_redirects = False
         self.retry: Retry = policy.retries.policy
         self.idempotency_key: Optional[str] = None
-        self.secrets: Optional[Secrets] = None
+        self._secrets: Optional[Secrets] = None
+        self._secret_inputs: tuple[Any, ...] = ()
         body: Any = request.body  # a stream too, whatever the stubs say
         self.replayable = (
             body is None
@@ -157,6 +168,29 @@ class Exchange:
         if self._url is None:
             self._url = redact_url(self.request.url or "")
         return self._url
+
+    def keep_secrets(self, engine_secrets: Any, call: Optional[CallScope], names: Any) -> None:
+        """Say where the request's secrets are; they are collected only if a message needs them.
+
+        Args:
+            engine_secrets: Returns the manager's credential values.
+            call: The call's scope, or None for a bare ``send``.
+            names: Header names whose values are secrets.
+        """
+        self._secret_inputs = (engine_secrets, call, names)
+
+    @property
+    def secrets(self) -> Optional[Secrets]:
+        """Every secret value of the request: the manager's, the call's and its headers'."""
+        if self._secrets is None and self._secret_inputs:
+            engine_secrets, call, names = self._secret_inputs
+            own = (
+                call.secrets()
+                if call is not None
+                else Secrets.of_headers(self.request.headers, names)
+            )
+            self._secrets = engine_secrets() | own
+        return self._secrets
 
     @property
     def key(self) -> str:

@@ -8,8 +8,9 @@ swapped in as a new immutable snapshot, effective from the next request on) or i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 from ._auth import DEFAULT_API_KEY_HEADER
 from ._batch import ProgressCallback, run_batch
@@ -18,15 +19,15 @@ from .plugins import HookType, PluginManager
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
+    import requests
     from requests import Response
 
     from ._engine import Engine
-    from ._session import ManagedSession
     from .plugins import Hook
 
-__all__ = ["LegacyAPI"]
+__all__ = ["BreakerSummary", "LegacyAPI"]
 
 _AUTH_TYPES = {
     "api_key": ({"api_key"}, {"header_name"}),
@@ -37,11 +38,29 @@ _AUTH_TYPES = {
 _AUTH_KEYS = ("api_key", "api_key_header", "bearer_token", "oauth2_token", "basic_auth")
 
 
+class BreakerSummary(NamedTuple):
+    """What ``cm.circuit_breaker`` gives (see :attr:`LegacyAPI.circuit_breaker`).
+
+    Attributes:
+        current_state: The most severe state among the hosts' breakers.
+        fail_counter: Consecutive failures counted, summed over the hosts.
+        fail_max: ``circuit_breaker_failure_threshold`` (None when the breaker is off).
+        reset_timeout: ``circuit_breaker_recovery_timeout`` (None when off).
+        hosts: Each tracked host key and its breaker's state.
+    """
+
+    current_state: str
+    fail_counter: int
+    fail_max: Optional[int]
+    reset_timeout: Optional[float]
+    hosts: Mapping[str, str]
+
+
 class LegacyAPI:
     """The setters, hooks and attribute views of 1.0.0's ``ConnectionManager``."""
 
     _engine: Engine
-    _session: ManagedSession
+    _session: requests.Session
 
     request: Callable[..., Response]  # the manager's
 
@@ -211,6 +230,36 @@ class LegacyAPI:
         return self._engine.plugins.list_hooks()
 
     # --------------------------------------------------------- 1.0.0 attributes (views)
+    @property
+    def circuit_breaker(self) -> BreakerSummary:
+        """The breakers at a glance, where 1.0.0 had one ``pybreaker.CircuitBreaker``.
+
+        1.0.0 shared one breaker between every host; this manager keeps one per host (see
+        ``get_stats()["hosts"]``). This read-only summary keeps the attributes 1.0.0's
+        users read: ``current_state`` (``"open"`` if any host's breaker is open, else
+        ``"half-open"`` if any is half-open, else ``"closed"``; ``"disabled"`` when off),
+        ``fail_counter`` (the sum), ``fail_max`` and ``reset_timeout`` (the settings).
+        """
+        breaker = self._engine.settings.policy.breaker
+        states = {
+            s.key: s.breaker.state for s in self._engine.hosts.states() if s.breaker is not None
+        }
+        counter = sum(
+            s.breaker.failure_count for s in self._engine.hosts.states() if s.breaker is not None
+        )
+        names = set(states.values())
+        current = next(
+            (name for name in ("open", "half-open") if name in names),
+            "closed" if breaker is not None or states else "disabled",
+        )
+        return BreakerSummary(
+            current,
+            counter,
+            None if breaker is None else breaker.failure_threshold,
+            None if breaker is None else breaker.recovery_timeout,
+            MappingProxyType(states),
+        )
+
     @property
     def timeout(self) -> Any:
         """The ``timeout`` given to the constructor."""

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib3.util import Timeout as TimeoutSauce
 
 from ._auth import DEFAULT_API_KEY_HEADER
-from ._engine import build_engine
+from ._engine import build_engine, keywords_of
 from ._legacy import LegacyAPI
 from ._session import ManagedSession
-from ._stats import manager_stats
 from ._validate import CertType, VerifyType
 from .config import DEFAULT_IDEMPOTENCY_HEADER, Policy
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from urllib3.util.retry import Retry
 
     from ._clock import Clock
+    from ._engine import Engine
     from ._pipeline import ResilientAdapter
     from ._prometheus import PrometheusCollector
     from .events import Subscriber
@@ -134,6 +134,9 @@ class ConnectionManager(LegacyAPI):
         ValueError: A keyword is out of range.
     """
 
+    _session: ManagedSession
+
+    @keywords_of
     def __init__(
         self,
         pool_connections: int = 10,
@@ -318,7 +321,7 @@ class ConnectionManager(LegacyAPI):
             "ssl_verification": self._session.verify,
             "client_certificate_configured": self._session.cert is not None,
         }
-        return manager_stats(self._engine, legacy)
+        return _manager_stats(self._engine, legacy)
 
     def prometheus_collector(self, prefix: str = "rcm") -> PrometheusCollector:
         """A ``prometheus_client`` collector of :meth:`get_stats`, per host (a label).
@@ -339,3 +342,41 @@ class ConnectionManager(LegacyAPI):
         from ._prometheus import PrometheusCollector
 
         return PrometheusCollector(self, prefix)
+
+
+def _manager_stats(engine: Engine, legacy: dict[str, Any]) -> dict[str, Any]:
+    """Build ``get_stats()``: 1.0.0's keys (``legacy`` and the breaker summary), the hosts.
+
+    Args:
+        engine: The manager's engine.
+        legacy: The 1.0.0 keys the manager knows (session settings, rate limit, calls).
+
+    Returns:
+        A new dict.
+    """
+    now = engine.clock.monotonic()
+    states = engine.hosts.states()
+    breakers = [s.breaker for s in states if s.breaker is not None]
+    names = {b.state for b in breakers}
+    policy = engine.settings.policy
+    if policy.breaker is None and not breakers:
+        overall = "disabled"
+    elif "open" in names:
+        overall = "open"
+    elif "half-open" in names:
+        overall = "half-open"
+    else:
+        overall = "closed"
+    shared = engine.shared
+    return {
+        "circuit_breaker_state": overall,
+        "circuit_breaker_failure_count": sum(b.failure_count for b in breakers),
+        **legacy,
+        "connect_timeout": policy.timeouts.connect,
+        "read_timeout": policy.timeouts.read,
+        "total_timeout": policy.timeouts.total,
+        "ssl_context_configured": policy.tls.ssl_context is not None,
+        "registered_hooks": engine.plugins.list_hooks(),
+        "shared_state": {"enabled": False} if shared is None else shared.status(),
+        "hosts": {s.key: s.snapshot(now) for s in states},
+    }

@@ -33,7 +33,7 @@ from ._boundary import contract_errors
 from ._clock import SystemClock
 from ._decision import RETURN, GiveUp, Retry_, Step, decide
 from ._exchange import CALL, Exchange, Outcome
-from ._redaction import Secrets, redact_url
+from ._redaction import redact_url
 from ._transport import Transport
 from ._url import target_of
 from ._watchdog import Watch
@@ -220,10 +220,7 @@ class ResilientAdapter(Transport):
         ex.cert = tls.cert if tls.cert is not None and not (call and call.cert_explicit) else cert
         ex.proxies, ex.stream = proxies, stream
         ex.follows_redirects = call is not None and call.follows_redirects
-        call_secrets = None if call is None else call.secrets
-        if call_secrets is None:
-            call_secrets = Secrets.of_headers(request.headers, engine.settings.secret_headers)
-        ex.secrets = engine.secrets() | call_secrets
+        ex.keep_secrets(engine.secrets, call, engine.settings.secret_headers)
         if policy.retries.idempotency_keys and ex.method in _IDEMPOTENT_TOO:
             self._idempotency_key(ex, call)
         engine.bus.publish(
@@ -333,6 +330,8 @@ class ResilientAdapter(Transport):
             CircuitBreakerOpen: The host's breaker is open.
         """
         engine = self._rcm_engine
+        if not engine.unsettled and engine.shared is None:
+            return  # every breaker of this process is closed (shared ones are read below)
         target = target_of(url)
         if target is None:
             return  # requests will say what is wrong with it

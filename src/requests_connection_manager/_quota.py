@@ -13,11 +13,11 @@ module keeps, per host, what is left of it between two responses:
 - when nothing is left, the attempt waits for the reset, like every other caller of the
   host (the pipeline pauses the host, as for a ``Retry-After``);
 - at the reset a new window starts with ``limit`` left (less the attempts still in
-  flight, which may land in it) when the size is known, and no known reset time. If that is spent before any response tells more, an attempt waits
-  while others are still in flight (their answers will say what remains): it is woken
-  by the next answer (:meth:`QuotaState.wait_for_news`); with nothing in flight it goes
-  (it is the one that asks). Without a known size, the count is simply forgotten at the
-  reset.
+  flight, which may land in it) when the size is known, and no known reset time. If that
+  is spent before any response tells more, an attempt waits while others are still in
+  flight (their answers will say what remains): it is woken by the next answer
+  (:meth:`QuotaState.wait_for_news`); with nothing in flight it goes (it is the one that
+  asks). Without a known size, the count is simply forgotten at the reset.
 
 A count is trusted for :data:`UNKNOWN_RESET_TTL` seconds when the server gave no reset.
 """

@@ -257,6 +257,27 @@ class Secrets:
                     found.append(value)
         return cls(found) if found else _NONE
 
+    @classmethod
+    def from_sources(cls, sources: Iterable[Any], names: Iterable[str] = ()) -> Secrets:
+        """Collect secrets from header mappings and ``(user, password)`` pairs.
+
+        Args:
+            sources: Header mappings (see :meth:`of_headers`), ``auth=`` pairs (the
+                password is a secret), or None.
+            names: More header names whose values are secrets.
+
+        Returns:
+            The secrets found.
+        """
+        found = _NONE
+        names = tuple(names)
+        for source in sources:
+            if isinstance(source, Mapping):
+                found = found | cls.of_headers(source, names)
+            elif isinstance(source, tuple) and len(source) == 2:
+                found = found | cls([source[1]])
+        return found
+
     def __or__(self, other: Secrets) -> Secrets:
         if not other._values:
             return self

@@ -11,7 +11,8 @@ the pipeline of :mod:`._pipeline`)::
         CallScope                    one total_timeout deadline for the call and its redirects;
                                      the call's secrets, for redaction
         early refusal                the host's breaker is open: refused before anything
-                                     is prepared
+                                     is prepared (unless another class of the session
+                                     overrides send: a cache may answer without the host)
         Session.request              requests: prepare (+ credentials), merge settings, send
             prepare_request          credential headers for the URL asked for
             send                     the adapter's pipeline, once per redirect hop
@@ -27,9 +28,7 @@ redirect to another origin, every credential header this session added is remove
 
 from __future__ import annotations
 
-import inspect
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union, cast
 from urllib.parse import urlsplit
@@ -38,11 +37,11 @@ import requests
 import requests.exceptions as rex
 from requests.sessions import merge_setting
 
-from . import _forksafe, utils
+from . import _engine, _forksafe, utils
 from ._admission import closed_error
 from ._boundary import contract_errors
 from ._engine import build_engine
-from ._environment import ProxyFreeEnvironment
+from ._environment import URL_AUTH, Environment
 from ._exchange import CALL, CallScope
 from ._pipeline import ResilientAdapter
 from ._redaction import Secrets
@@ -81,15 +80,20 @@ _merge_setting = cast("Callable[[Any, Any], Any]", merge_setting)
 class _CallErrors:
     """The error scope of what a session does outside the pipeline (prepare, redirects)."""
 
-    __slots__ = ("attempts", "gave_up", "key", "reason", "request", "secrets")
+    __slots__ = ("_scope", "attempts", "gave_up", "key", "reason", "request")
 
-    def __init__(self, request: Any, secrets: Optional[Secrets]) -> None:
+    def __init__(self, request: Any, scope: CallScope) -> None:
         self.request = request
-        self.secrets = secrets
+        self._scope = scope
         self.attempts = 0
         self.key: Optional[str] = None
         self.gave_up = False
         self.reason: Optional[str] = None
+
+    @property
+    def secrets(self) -> Secrets:
+        """The call's secrets (collected now: an error is being translated)."""
+        return self._scope.secrets()
 
 
 def _text(value: Union[str, bytes]) -> str:
@@ -98,14 +102,22 @@ def _text(value: Union[str, bytes]) -> str:
 
 def _manager_keywords(kwargs: dict[str, Any], pools: dict[str, Any]) -> dict[str, Any]:
     """Take the keywords of ``ConnectionManager`` out of ``kwargs``, defaults filled in."""
-    from ._manager import ConnectionManager  # the signature is the one list of keywords
-
     given: dict[str, Any] = dict(pools)
-    for name, parameter in inspect.signature(ConnectionManager.__init__).parameters.items():
+    for name, parameter in _engine.MANAGER_SIGNATURE.parameters.items():
         if name in ("self", *pools):
             continue
         given[name] = kwargs.pop(name, parameter.default)
     return given
+
+
+def _sends_elsewhere(cls: type) -> bool:
+    """Tell whether a class of ``cls``'s MRO other than the mixin and requests overrides ``send``.
+
+    Such a class (requests-cache's ``CacheMixin``, an SDK's session) may answer a request
+    without the network, so the session must not refuse the call before it had the chance.
+    """
+    own = {ConnectionManagerMixin, requests.Session, *requests.Session.__mro__}
+    return any("send" in vars(base) for base in cls.__mro__ if base not in own)
 
 
 def _header_names(*mappings: Any) -> set[str]:
@@ -128,8 +140,12 @@ class ConnectionManagerMixin:
         session = ResilientCachedSession(cache_name="http", rate_limit_requests=10)
 
     The keywords of :class:`~requests_connection_manager.ConnectionManager` are taken by
-    the mixin; every other keyword goes on to the next class of the MRO. Closing the
-    session closes what the mixin built. See ``docs/compose.md``.
+    the mixin; every other keyword goes on to the next class of the MRO (requests-cache's
+    ``CacheMixin`` placed first would pass on only the keywords it knows by name, and the
+    manager's would be lost). When another class of the session overrides ``send`` (a
+    cache), a host whose breaker is open is refused by the adapter, when the request
+    reaches it, rather than before the call is prepared: a cached answer is still served.
+    Closing the session closes what the mixin built. See ``docs/compose.md``.
 
     Args:
         *args: For the next class in the MRO.
@@ -145,6 +161,13 @@ class ConnectionManagerMixin:
 
     __attrs__: ClassVar[list[str]] = [*requests.Session.__attrs__, "_rcm_engine"]
     _rcm_engine: Engine
+    #: Refuse a call to a host whose breaker is open before preparing it; False when
+    #: another class of the session overrides ``send`` (set for each subclass).
+    _rcm_refuse_early: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._rcm_refuse_early = not _sends_elsewhere(cls)
 
     def __init__(
         self,
@@ -185,7 +208,7 @@ class ConnectionManagerMixin:
             self._rcm_engine.close()
 
     def _rcm_setup(self) -> None:
-        self._rcm_environment = ProxyFreeEnvironment()
+        self._rcm_environment = Environment()
         self._rcm_calls = 0
         self._rcm_lock = threading.Lock()
         _forksafe.register(self)
@@ -236,7 +259,12 @@ class ConnectionManagerMixin:
             verify_explicit=kwargs.get("verify") is not None,
             cert_explicit=kwargs.get("cert") is not None,
             follows_redirects=bool(kwargs.get("allow_redirects", True)),
-            secrets=self._rcm_secrets(kwargs),
+            secret_sources=(
+                self.headers,  # type: ignore[attr-defined]
+                kwargs.get("headers"),
+                kwargs.get("auth"),
+            ),
+            secret_names=engine.settings.secret_headers,
         )
         if kwargs.get("verify") is None and self.verify is not True:  # type: ignore[attr-defined]
             # requests lets REQUESTS_CA_BUNDLE override a session's verify=False or CA path
@@ -245,18 +273,18 @@ class ConnectionManagerMixin:
         if utils.logger.isEnabledFor(logging.DEBUG):
             body = kwargs.get("json") if kwargs.get("json") is not None else kwargs.get("data")
             utils.safe_log_request(
-                _text(method), _text(url), kwargs.get("headers"), body, secrets=scope.secrets
+                _text(method), _text(url), kwargs.get("headers"), body, secrets=scope.secrets()
             )
         token = CALL.set(scope)
         try:
-            with contract_errors(_CallErrors(None, scope.secrets)):
+            with contract_errors(_CallErrors(None, scope)):
                 if isinstance(url, (str, bytes)):
                     self._rcm_check_url(_text(method), _text(url))
                 response: Response = super().request(  # type: ignore[misc]
                     method=method, url=url, **kwargs
                 )
         except Exception as exc:  # noqa: BLE001 - offered to error hooks, then re-raised
-            return self._rcm_failed(exc, context, method, url, kwargs, scope.secrets)
+            return self._rcm_failed(exc, context, method, url, kwargs, scope)
         finally:
             CALL.reset(token)
         if plugins.has_hooks():
@@ -266,34 +294,27 @@ class ConnectionManagerMixin:
             plugins.execute_post_response_hooks(response_context)
             response = response_context.response
         if utils.logger.isEnabledFor(logging.DEBUG):
-            utils.safe_log_response(response, secrets=scope.secrets)
+            utils.safe_log_response(response, secrets=scope.secrets())
         return response
 
     def _rcm_check_url(self, method: str, url: str) -> None:
-        """Refuse an unsplittable URL, and a host whose breaker is open, before preparing."""
+        """Refuse an unsplittable URL, and a host whose breaker is open, before preparing.
+
+        The second only when no other class of the session overrides ``send``: a cache
+        there may answer the call without the host, and a call it cannot answer is still
+        refused by the adapter, with no traffic.
+        """
         try:
             urlsplit(url)
         except ValueError as exc:  # requests lets this out for non-HTTP schemes
             raise rex.InvalidURL(f"Invalid URL {url!r}: {exc}") from None
         adapter = self._rcm_adapter
-        if adapter is not None:
+        if adapter is not None and self._rcm_refuse_early:
             try:
                 adapter.refuse_if_open(method, url)
             except ConnectionManagerError:
                 self._rcm_count()
                 raise
-
-    def _rcm_secrets(self, kwargs: dict[str, Any]) -> Secrets:
-        engine = self._rcm_engine
-        names = engine.settings.secret_headers
-        secrets = Secrets.of_headers(self.headers, names)  # type: ignore[attr-defined]
-        headers = kwargs.get("headers")
-        if headers:
-            secrets = secrets | Secrets.of_headers(headers, names)
-        auth = kwargs.get("auth")
-        if isinstance(auth, tuple) and len(auth) == 2:
-            secrets = secrets | Secrets([auth[1]])
-        return secrets
 
     def _rcm_failed(
         self,
@@ -302,7 +323,7 @@ class ConnectionManagerMixin:
         method: Union[str, bytes],
         url: Union[str, bytes],
         kwargs: dict[str, Any],
-        secrets: Optional[Secrets],
+        scope: CallScope,
     ) -> Response:
         plugins = self._rcm_engine.plugins
         if plugins.has_hooks():
@@ -314,7 +335,7 @@ class ConnectionManagerMixin:
                 return error_context.fallback_response
         if utils.logger.isEnabledFor(logging.DEBUG):
             utils.safe_log_error(
-                exc, _text(method), _text(url), level=logging.DEBUG, secrets=secrets
+                exc, _text(method), _text(url), level=logging.DEBUG, secrets=scope.secrets()
             )
         raise exc
 
@@ -323,27 +344,31 @@ class ConnectionManagerMixin:
     ) -> Any:
         """Merge settings with the environment exactly as requests does, only cheaper.
 
-        When the environment names no proxy at all (checked again whenever it changes),
-        requests' proxy lookup can only find nothing, so it is skipped; everything else —
-        the CA bundle variables, the merge with the session's settings — is what requests
-        does. With a proxy variable set, requests' own method runs unchanged.
+        The same steps as ``requests.Session.merge_environment_settings``, with the
+        environment's answers (proxies per host, CA bundle) computed once per change of
+        the environment (:mod:`._environment`).
         """
-        if self.trust_env and self._rcm_environment.has_no_proxies():  # type: ignore[attr-defined]
+        environment = self._rcm_environment
+        if not environment.usable:
+            return super().merge_environment_settings(  # type: ignore[misc]
+                url, proxies, stream, verify, cert
+            )
+        session: Any = self
+        if session.trust_env:
+            environment.refresh()
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            env_proxies = environment.proxies(url, no_proxy)
+            if proxies is not None:
+                for key, value in env_proxies.items():
+                    proxies.setdefault(key, value)
             if verify is True or verify is None:
-                verify = (
-                    os.environ.get("REQUESTS_CA_BUNDLE")
-                    or os.environ.get("CURL_CA_BUNDLE")
-                    or verify
-                )
-            return {
-                "proxies": _merge_setting(proxies, self.proxies),  # type: ignore[attr-defined]
-                "stream": _merge_setting(stream, self.stream),  # type: ignore[attr-defined]
-                "verify": _merge_setting(verify, self.verify),  # type: ignore[attr-defined]
-                "cert": _merge_setting(cert, self.cert),  # type: ignore[attr-defined]
-            }
-        return super().merge_environment_settings(  # type: ignore[misc]
-            url, proxies, stream, verify, cert
-        )
+                verify = environment.ca_bundle or verify
+        return {
+            "proxies": _merge_setting(proxies, session.proxies),
+            "stream": _merge_setting(stream, session.stream),
+            "verify": _merge_setting(verify, session.verify),
+            "cert": _merge_setting(cert, session.cert),
+        }
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Prepare as requests does, then add the credential headers for the URL.
@@ -351,14 +376,27 @@ class ConnectionManagerMixin:
         The caller's own header wins, in any spelling (in ``headers=``, in the session's
         headers, or set to None to send none), and so does the caller's own ``auth=``.
         """
-        prepared: PreparedRequest = super().prepare_request(request)  # type: ignore[misc]
+        session: Any = self
+        explicit_auth = request.auth is not None or session.auth is not None
+        environment = self._rcm_environment
+        if session.trust_env and not request.auth and not session.auth and environment.usable:
+            # requests looks .netrc up on disk for every request; the environment keeps
+            # the answer until the file or the environment changes.
+            environment.refresh()
+            given = request.auth
+            request.auth = environment.netrc_auth(request.url or "") or URL_AUTH
+            try:
+                prepared: PreparedRequest = super().prepare_request(request)  # type: ignore[misc]
+            finally:
+                request.auth = given
+        else:
+            prepared = super().prepare_request(request)  # type: ignore[misc]
         headers = self._rcm_engine.settings.credential_headers(
             prepared.url or "", include_global=True
         )
         applied: dict[str, str] = {}
         if headers:
-            own = _header_names(request.headers, self.headers)  # type: ignore[attr-defined]
-            explicit_auth = request.auth is not None or self.auth is not None  # type: ignore[attr-defined]
+            own = _header_names(request.headers, session.headers)
             for name, value in headers.items():
                 if name.lower() in own:
                     continue  # the caller's own header wins
@@ -380,6 +418,8 @@ class ConnectionManagerMixin:
             scope = CallScope(
                 start=engine.clock.monotonic(),
                 follows_redirects=bool(kwargs.get("allow_redirects", True)),
+                secret_sources=(request.headers,),
+                secret_names=engine.settings.secret_headers,
             )
             token = CALL.set(scope)
         if scope.origin is None:  # the first hop of the call
@@ -387,7 +427,7 @@ class ConnectionManagerMixin:
             scope.credentials = dict(getattr(request, "_rcm_credentials", {}))
             self._rcm_count()
         try:
-            with contract_errors(_CallErrors(request, scope.secrets)):
+            with contract_errors(_CallErrors(request, scope)):
                 return cast("Response", super().send(request, **kwargs))  # type: ignore[misc]
         finally:
             if token is not None:

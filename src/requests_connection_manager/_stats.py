@@ -36,10 +36,9 @@ from .events import (
 )
 
 if TYPE_CHECKING:
-    from ._engine import Engine
     from ._hosts import HostRegistry, HostStats
 
-__all__ = ["StatsRecorder", "manager_stats"]
+__all__ = ["StatsRecorder"]
 
 _THROTTLE_REASONS = frozenset({"rate_limit", "pause", "throttle", "quota"})
 
@@ -100,41 +99,3 @@ def _waited(stats: HostStats, event: Waited) -> None:
 def _breaker_changed(stats: HostStats, event: BreakerStateChanged) -> None:
     if event.new == "open":
         stats.add("breaker_opened")
-
-
-def manager_stats(engine: Engine, legacy: dict[str, Any]) -> dict[str, Any]:
-    """Build ``get_stats()``: 1.0.0's keys (``legacy`` and the breaker summary), the hosts.
-
-    Args:
-        engine: The manager's engine.
-        legacy: The 1.0.0 keys the manager knows (session settings, rate limit, calls).
-
-    Returns:
-        A new dict.
-    """
-    now = engine.clock.monotonic()
-    states = engine.hosts.states()
-    breakers = [s.breaker for s in states if s.breaker is not None]
-    names = {b.state for b in breakers}
-    policy = engine.settings.policy
-    if policy.breaker is None and not breakers:
-        overall = "disabled"
-    elif "open" in names:
-        overall = "open"
-    elif "half-open" in names:
-        overall = "half-open"
-    else:
-        overall = "closed"
-    shared = engine.shared
-    return {
-        "circuit_breaker_state": overall,
-        "circuit_breaker_failure_count": sum(b.failure_count for b in breakers),
-        **legacy,
-        "connect_timeout": policy.timeouts.connect,
-        "read_timeout": policy.timeouts.read,
-        "total_timeout": policy.timeouts.total,
-        "ssl_context_configured": policy.tls.ssl_context is not None,
-        "registered_hooks": engine.plugins.list_hooks(),
-        "shared_state": {"enabled": False} if shared is None else shared.status(),
-        "hosts": {s.key: s.snapshot(now) for s in states},
-    }

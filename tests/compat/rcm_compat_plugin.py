@@ -3,8 +3,8 @@
 Loaded by ``tests/compat/run.py`` with ``-p rcm_compat_plugin`` into a pytest run of the
 test suite shipped in requests' sdist. It does three things.
 
-**1. Substitution** (``--rcm-compat-mode neutral`` or ``defaults``; ``baseline`` leaves
-requests alone). Every way the tests make a session — ``requests.Session()``,
+**1. Substitution** (``--rcm-compat-mode neutral``, ``defaults`` or ``mixin``;
+``baseline`` leaves requests alone). Every way the tests make a session — ``requests.Session()``,
 ``requests.session()``, ``requests.sessions.Session()``, ``requests.sessions.session()``
 and the session ``requests.api.request`` opens for ``requests.get`` and friends — ends in
 one call: ``requests.sessions.Session()``. The plugin gives that one class object a
@@ -36,7 +36,11 @@ returns ``cm.session``:
 
 Modes: ``neutral`` is ``ConnectionManager(max_retries=0,
 circuit_breaker_failure_threshold=None, retry_budget=None, rate_limit_requests=None,
-timeout=None)``; ``defaults`` is ``ConnectionManager()``.
+timeout=None)``; ``defaults`` is ``ConnectionManager()``. ``mixin`` builds no manager:
+each session is a ``MixinSession`` (``class MixinSession(ConnectionManagerMixin,
+requests.Session)``, defined here) made with the neutral keywords, which owns and closes
+its own engine; everything above holds for it, with ``MixinSession`` in the place of the
+manager's session class (``s._rcm_compat_manager`` is None: there is no manager).
 
 **2. Network guard** (every mode). An audit hook (``sys.addaudithook``) on
 ``socket.connect``, ``socket.getaddrinfo``, ``socket.gethostbyname(_ex)``,
@@ -61,7 +65,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import pytest
 import requests
@@ -80,7 +84,16 @@ MODES: dict[str, Optional[dict[str, Any]]] = {
         "timeout": None,
     },
     "defaults": {},
+    "mixin": {
+        "max_retries": 0,
+        "circuit_breaker_failure_threshold": None,
+        "retry_budget": None,
+        "rate_limit_requests": None,
+        "timeout": None,
+    },
 }
+#: Modes whose sessions are ``MixinSession`` instances rather than a manager's session.
+MIXIN_MODES = frozenset({"mixin"})
 
 _REAL_SESSION: type[requests.Session] = requests.sessions.Session
 _MESSAGE_LIMIT = 600
@@ -170,19 +183,23 @@ GUARD = _Guard()
 
 # -------------------------------------------------------------------------- substitution
 class _Substitution:
-    """Makes ``requests.sessions.Session()`` return a ConnectionManager's session."""
+    """Makes ``requests.sessions.Session()`` return a ConnectionManager's session.
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    With ``mixin=True``, a ``MixinSession`` of its own instead (no manager).
+    """
+
+    def __init__(self, config: dict[str, Any], *, mixin: bool = False) -> None:
         from requests_connection_manager import ConnectionManager
 
-        self.manager_class = ConnectionManager
+        self.manager_class: type[Any] = _mixin_class() if mixin else ConnectionManager
+        self.mixin = mixin
         self.config = config
         self.created = 0
         self._local = threading.local()
         self._lock = threading.Lock()
         self._combined: dict[type[Any], type[Any]] = {}
         probe = self._build()
-        self.managed_class: type[Any] = type(probe.session)
+        self.managed_class: type[Any] = type(self._session_of(probe))
         probe.close()
         if not issubclass(self.managed_class, _REAL_SESSION):
             raise TypeError(f"cm.session is a {self.managed_class!r}, not a requests.Session")
@@ -199,6 +216,10 @@ class _Substitution:
             self.created += 1
         return cm
 
+    def _session_of(self, built: Any) -> Any:
+        """The session of what :meth:`_build` made (a mixin session is its own)."""
+        return built if self.mixin else built.session
+
     def _plain(self, cls: type[Any]) -> bool:
         """Sessions that must be built as requests builds them."""
         if getattr(self._local, "building", False):
@@ -211,10 +232,10 @@ class _Substitution:
         """``Session.__new__``: a manager's session for ``requests.Session`` and subclasses."""
         if self._plain(cls):
             return object.__new__(cls)
-        cm = self._build()
-        session = cm.session
+        built = self._build()
+        session = self._session_of(built)
         session.__class__ = self.compat_class if cls is _REAL_SESSION else self._combine(cls)
-        session._rcm_compat_manager = cm
+        session._rcm_compat_manager = None if self.mixin else built
         return session
 
     def _combine(self, cls: type[Any]) -> type[Any]:
@@ -258,6 +279,26 @@ def _session_new(cls: type[Any], *args: Any, **kwargs: Any) -> Any:
     if active is None:
         return object.__new__(cls)
     return active.new(cls, *args, **kwargs)
+
+
+def _mixin_class() -> type[Any]:
+    """``MixinSession``, built once; importable here by name (for pickle)."""
+    existing = globals().get("MixinSession")
+    if existing is not None:
+        return cast("type[Any]", existing)
+    from requests_connection_manager import ConnectionManagerMixin
+
+    mixin_session = type(
+        "MixinSession",
+        (ConnectionManagerMixin, _REAL_SESSION),
+        {
+            "__module__": __name__,
+            "__qualname__": "MixinSession",
+            "__doc__": "A plain requests.Session with ConnectionManagerMixin applied.",
+        },
+    )
+    globals()["MixinSession"] = mixin_session
+    return mixin_session
 
 
 def _make_compat_class(managed_class: type[Any]) -> type[Any]:
@@ -376,7 +417,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rcm-compat-mode",
         choices=sorted(MODES),
         default="baseline",
-        help="baseline: plain requests; neutral/defaults: Session() is a ConnectionManager's",
+        help="baseline: plain requests; neutral/defaults: Session() is a ConnectionManager's; "
+        "mixin: Session() is a MixinSession(ConnectionManagerMixin, requests.Session)",
     )
     group.addoption("--rcm-compat-report", default=None, help="write outcomes as JSON here")
 
@@ -391,7 +433,7 @@ def pytest_configure(config: pytest.Config) -> None:
     GUARD.enable()
     settings = MODES[mode]
     if settings is not None:
-        recorder.substitution = _Substitution(settings)
+        recorder.substitution = _Substitution(settings, mixin=mode in MIXIN_MODES)
         recorder.substitution.install()
 
 

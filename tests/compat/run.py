@@ -8,13 +8,15 @@ Usage (from any directory)::
    --no-binary :all: --no-deps requests==<version>`` (the sdist ships ``tests/``),
    unpacked once into a cache directory (``$RCM_COMPAT_CACHE``, else
    ``$XDG_CACHE_HOME/rcm-compat``, else ``~/.cache/rcm-compat``), never into the repository.
-2. Runs it three times, each in its own pytest process with ``-p rcm_compat_plugin``
+2. Runs it four times, each in its own pytest process with ``-p rcm_compat_plugin``
    (see that module for how ``Session()`` is substituted and how the network is guarded):
    ``baseline`` (plain requests), ``neutral`` (every session is a ConnectionManager's with
-   no retries, breaker, budget, limit or timeout) and ``defaults`` (``ConnectionManager()``).
+   no retries, breaker, budget, limit or timeout), ``defaults`` (``ConnectionManager()``)
+   and ``mixin`` (every session is ``class MixinSession(ConnectionManagerMixin,
+   requests.Session)`` built with the neutral keywords: no manager at all).
    The package under test is the one in this checkout's ``src/`` (or ``--src DIR``).
-3. Compares: ``neutral`` must pass every test that passes in ``baseline``; ``defaults``
-   may differ only in the tests listed under the heading "Differences with
+3. Compares: ``neutral`` and ``mixin`` must pass every test that passes in ``baseline``;
+   ``defaults`` may differ only in the tests listed under the heading "Differences with
    ConnectionManager() defaults" of ``docs/compatibility.md`` (a table whose first column
    is the test's node id in backticks, the second the reason; a node id ending in ``[*]``
    covers every parametrisation). Exits 1 when a criterion fails, 2 when the run itself
@@ -51,7 +53,9 @@ ROOT = HERE.parents[1]
 SRC = ROOT / "src"
 ALLOW_LIST_DOC = ROOT / "docs" / "compatibility.md"
 ALLOW_LIST_HEADING = "Differences with ConnectionManager() defaults"
-MODES = ("baseline", "neutral", "defaults")
+MODES = ("baseline", "neutral", "defaults", "mixin")
+#: Modes that must pass every baseline-passing test (``defaults`` has its allow-list).
+STRICT_MODES = frozenset({"neutral", "mixin"})
 PLUGIN = "rcm_compat_plugin"
 # What requests' test suite imports beyond pytest (see its requirements-dev.txt and
 # pyproject's test dependency group); all are in this project's ``test`` extra.
@@ -366,7 +370,7 @@ def parse_allow_list(text: str, heading: str = ALLOW_LIST_HEADING) -> AllowList:
 # -------------------------------------------------------------------------- verdict
 @dataclass
 class Verdict:
-    """The comparison of the three modes."""
+    """The comparison of the modes."""
 
     lines: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
@@ -374,14 +378,14 @@ class Verdict:
 
 
 def compare(results: dict[str, ModeResult], allow: AllowList) -> Verdict:
-    """Apply the two criteria and describe the outcome.
+    """Apply the criteria and describe the outcome.
 
     Args:
-        results: The three modes' results.
+        results: The result of every mode of ``MODES``.
         allow: The documented differences of ``defaults``.
 
     Returns:
-        The result lines (one per mode), the details, and whether both criteria hold.
+        The result lines (one per mode), the details, and whether every criterion holds.
     """
     verdict = Verdict()
     baseline = results["baseline"]
@@ -395,18 +399,18 @@ def compare(results: dict[str, ModeResult], allow: AllowList) -> Verdict:
         f"compat: baseline {total} passed of {len(baseline.report['outcomes'])} tests "
         f"(plain requests {baseline.report['requests_version']})"
     )
-    for mode in ("neutral", "defaults"):
+    for mode in MODES[1:]:
         result = results[mode]
         if result.report is not None and result.report.get("managers_created", 0) == 0:
             verdict.ok = False
-            verdict.details.append(f"{mode}: no ConnectionManager was made: substitution failed")
+            verdict.details.append(f"{mode}: no managed session was made: substitution failed")
         broken = [n for n in passing if result.outcome(n) != PASSED]
-        documented = [n for n in broken if mode == "defaults" and allow.reason(n)]
+        documented = [n for n in broken if mode not in STRICT_MODES and allow.reason(n)]
         undocumented = [n for n in broken if n not in documented]
         if undocumented:
             verdict.ok = False
         summary = f"compat: {mode} {total - len(broken)}/{total} of baseline-passing tests"
-        if mode == "defaults":
+        if mode not in STRICT_MODES:
             summary += (
                 f" ({len(documented)} documented differences, {len(undocumented)} undocumented)"
             )
@@ -445,11 +449,11 @@ def blocked_lines(results: dict[str, ModeResult]) -> list[str]:
 
 # ----------------------------------------------------------------------------- main
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the three modes, compare, print the verdict; return the exit code."""
+    """Run the four modes, compare, print the verdict; return the exit code."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="the session/transport subset")
     parser.add_argument("--keep", action="store_true", help="keep logs and JSON outcomes")
-    parser.add_argument("--jobs", type=int, default=3, help="modes run at once (1 to 3)")
+    parser.add_argument("--jobs", type=int, default=3, help="modes run at once (1 to 4)")
     parser.add_argument("--timeout", type=float, default=60, help="per-test timeout, s")
     parser.add_argument("--mode-timeout", type=float, default=1800, help="per-mode bound, s")
     parser.add_argument("--cache-dir", type=Path, default=None, help="suite cache directory")
@@ -485,7 +489,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
         + ("; quick subset" if args.quick else ""),
         flush=True,
     )
-    jobs = max(1, min(3, args.jobs))
+    jobs = max(1, min(len(MODES), args.jobs))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
             mode: pool.submit(

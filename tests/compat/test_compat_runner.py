@@ -94,11 +94,35 @@ def test_neutral_must_pass_what_baseline_passes() -> None:
         "baseline": _result("baseline", base, created=0),
         "neutral": _result("neutral", {"t::a": "passed", "t::b": "failed", "t::c": "passed"}),
         "defaults": _result("defaults", base),
+        "mixin": _result("mixin", base),
     }
     verdict = run.compare(results, allow)
     assert not verdict.ok
     assert "compat: neutral 1/2 of baseline-passing tests (1 failing)" in verdict.lines
+    assert "compat: mixin 2/2 of baseline-passing tests" in verdict.lines
     assert any("FAIL t::b" in line for line in verdict.details)
+
+
+def test_mixin_must_pass_what_baseline_passes_allow_list_or_not() -> None:
+    """The mixin mode has no documented differences: a listed test failing there fails."""
+    allow = run.parse_allow_list(DOC)
+    one = "tests/test_a.py::test_one"  # documented for defaults
+    base = {one: "passed", "t::b": "passed"}
+    results = {
+        "baseline": _result("baseline", base, created=0),
+        "neutral": _result("neutral", base),
+        "defaults": _result("defaults", base),
+        "mixin": _result("mixin", {one: "failed", "t::b": "passed"}),
+    }
+    verdict = run.compare(results, allow)
+    assert not verdict.ok
+    assert verdict.lines == [
+        "compat: baseline 2 passed of 2 tests (plain requests 2.x)",
+        "compat: neutral 2/2 of baseline-passing tests",
+        "compat: defaults 2/2 of baseline-passing tests (0 documented differences, 0 undocumented)",
+        "compat: mixin 1/2 of baseline-passing tests (1 failing)",
+    ]
+    assert any(line.startswith(f"mixin: FAIL {one}") for line in verdict.details)
 
 
 def test_defaults_may_differ_only_where_documented() -> None:
@@ -109,12 +133,13 @@ def test_defaults_may_differ_only_where_documented() -> None:
         "baseline": _result("baseline", base, created=0),
         "neutral": _result("neutral", base),
         "defaults": _result("defaults", {one: "failed", two: "error", "t::c": "passed"}),
+        "mixin": _result("mixin", base),
     }
     verdict = run.compare(results, allow)
     assert verdict.ok
-    assert verdict.lines[-1] == (
+    assert (
         "compat: defaults 1/3 of baseline-passing tests (2 documented differences, 0 undocumented)"
-    )
+    ) in verdict.lines
     results["defaults"] = _result("defaults", {one: "passed", two: "passed", "t::c": "skipped"})
     verdict = run.compare(results, allow)
     assert not verdict.ok
@@ -127,8 +152,14 @@ def test_a_mode_that_made_no_manager_fails() -> None:
         "baseline": _result("baseline", base, created=0),
         "neutral": _result("neutral", base, created=0),
         "defaults": _result("defaults", base),
+        "mixin": _result("mixin", base),
     }
     assert not run.compare(results, run.parse_allow_list(DOC)).ok
+    results["neutral"] = _result("neutral", base)
+    results["mixin"] = _result("mixin", base, created=0)
+    verdict = run.compare(results, run.parse_allow_list(DOC))
+    assert not verdict.ok
+    assert "mixin: no managed session was made: substitution failed" in verdict.details
 
 
 # ----------------------------------------------------------------------------- guard
@@ -263,6 +294,49 @@ def test_an_unpickled_session_is_what_unpickling_cm_session_gives(
     assert outcome(requests.Session()) == expected
 
 
+@pytest.fixture
+def mixin() -> Iterator[plugin._Substitution]:
+    """The mixin mode's substitution, installed for one test."""
+    substitution = plugin._Substitution(dict(plugin.MODES["mixin"] or {}), mixin=True)
+    substitution.install()
+    try:
+        yield substitution
+    finally:
+        substitution.uninstall()
+
+
+def test_mixin_mode_makes_every_session_a_mixin_session(
+    mixin: plugin._Substitution, app: AppServer
+) -> None:
+    """Mixin mode: each Session() is a MixinSession with the neutral keywords, no manager."""
+    from requests_connection_manager import (
+        ConnectionManager,
+        ConnectionManagerError,
+        ConnectionManagerMixin,
+    )
+
+    app.ok("/x", status=503)
+    made = [requests.Session(), requests.session(), requests.sessions.Session()]
+    assert mixin.managed_class is plugin.MixinSession
+    assert plugin.MixinSession.__mro__[1:3] == (ConnectionManagerMixin, requests.Session)
+    for session in made:
+        assert isinstance(session, plugin.MixinSession)
+        assert isinstance(session, requests.Session)
+        assert session._rcm_compat_manager is None
+    assert mixin.created == len(made)
+    session = made[0]
+    assert session.get(app.url("/x")).status_code == 503  # max_retries=0: one attempt
+    assert app.hits("/x") == 1
+    session.close()
+    with pytest.raises(ConnectionManagerError, match="closed"):
+        session.get(app.url("/x"))  # closing the session closed the engine it owns
+    assert type(pickle.loads(pickle.dumps(made[1]))) is type(made[1])
+    for other in made[1:]:
+        other.close()
+    with ConnectionManager() as cm:  # a manager is still itself
+        assert type(cm.session) is not mixin.compat_class
+
+
 def test_uninstall_gives_requests_back(neutral: plugin._Substitution) -> None:
     neutral.uninstall()
     assert type(requests.Session()) is requests.Session
@@ -311,7 +385,8 @@ def test_error(broken):
 """
 
 
-def test_plugin_records_outcomes_managers_and_refused_addresses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["neutral", "mixin"])
+def test_plugin_records_outcomes_managers_and_refused_addresses(tmp_path: Path, mode: str) -> None:
     (tmp_path / "test_sample.py").write_text(SAMPLE_TESTS, encoding="utf-8")
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     report = tmp_path / "report.json"
@@ -328,7 +403,7 @@ def test_plugin_records_outcomes_managers_and_refused_addresses(tmp_path: Path) 
             "-p",
             run.PLUGIN,
             "--rcm-compat-mode",
-            "neutral",
+            mode,
             "--rcm-compat-report",
             str(report),
             "-q",
@@ -351,7 +426,7 @@ def test_plugin_records_outcomes_managers_and_refused_addresses(tmp_path: Path) 
         "test_error": "error",
     }
     assert data["managers_created"] == 1
-    assert data["mode"] == "neutral"
+    assert data["mode"] == mode
     assert data["blocked"] == {
         "test_sample.py::test_guard": ["getaddrinfo '192.0.2.1'", "connect '192.0.2.2'"]
     }
