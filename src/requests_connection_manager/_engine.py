@@ -24,6 +24,7 @@ from ._redaction import Secrets
 from ._settings import Settings
 from ._shared import SharedLink
 from ._stats import StatsRecorder
+from ._telemetry import Telemetry, check_providers
 from ._validate import check_bool, check_cert, check_int, check_verify
 from .config import MAX_POOL_SIZE, POLICY_DEFAULTS
 from .events import BreakerStateChanged, EventBus, Subscriber
@@ -58,6 +59,10 @@ class Engine:
         redis_client: Share state through this Redis client.
         redis_prefix: Namespace of the shared keys.
         on_event: A subscriber of the event stream.
+        telemetry: Publish OpenTelemetry spans and metrics (when ``opentelemetry-api``
+            is installed).
+        tracer_provider: The tracer provider; None: the global one.
+        meter_provider: The meter provider; None: the global one.
 
     Raises:
         TypeError: A keyword has the wrong type.
@@ -75,11 +80,22 @@ class Engine:
         redis_client: Any = None,
         redis_prefix: str = "rcm",
         on_event: Optional[Subscriber] = None,
+        telemetry: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         _check_clock(clock)
+        check_bool("telemetry", telemetry)
+        check_providers(tracer_provider, meter_provider)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable or None, got {type(on_event).__name__}")
-        self._rebuild_with = {"clock": clock, "redis_url": redis_url, "redis_prefix": redis_prefix}
+        # Providers are not pickled: an unpickled engine uses the global ones.
+        self._rebuild_with = {
+            "clock": clock,
+            "redis_url": redis_url,
+            "redis_prefix": redis_prefix,
+            "telemetry": telemetry,
+        }
         self.settings = Settings(
             policy_kwargs,
             credentials,
@@ -105,6 +121,12 @@ class Engine:
         self.plugins = PluginManager()
         self.plugins.secrets = self.secrets
         self.bus.subscribe(StatsRecorder(self.hosts))
+        # Before the log writer: its lines are written while the request's span is current.
+        self.telemetry = Telemetry.build(
+            telemetry, tracer_provider, meter_provider, self.hosts, self.closed, self.shared
+        )
+        if self.telemetry is not None:
+            self.bus.subscribe(self.telemetry)
         self.bus.subscribe(LogWriter())
         if on_event is not None:
             self.bus.subscribe(on_event)
@@ -136,6 +158,8 @@ class Engine:
         self.plugins.reinit_after_fork()
         if self.shared is not None:
             self.shared.reinit_after_fork()
+        if self.telemetry is not None:
+            self.telemetry.reinit_after_fork()
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the current configuration and hooks; the state is rebuilt fresh."""
@@ -199,6 +223,9 @@ def build_engine(
         redis_client=given["redis_client"],
         redis_prefix=given["redis_prefix"],
         on_event=given["on_event"],
+        telemetry=given["telemetry"],
+        tracer_provider=given["tracer_provider"],
+        meter_provider=given["meter_provider"],
     )
     return engine, pools, tls
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._engine import Engine
     from ._pipeline import ResilientAdapter
+    from ._prometheus import PrometheusCollector
     from .events import Subscriber
 
 __all__ = ["ConnectionManager"]
@@ -121,6 +122,12 @@ class ConnectionManager(LegacyAPI):
         redis_prefix: Namespace of every Redis key this manager uses.
         clock: A clock for waits and deadlines (tests); the system clock by default.
         on_event: Called with every event of the manager (:mod:`.events`).
+        tracer_provider: The OpenTelemetry tracer provider of the spans; None: the global
+            one (a no-op until the application configures an SDK).
+        meter_provider: The OpenTelemetry meter provider of the metrics; None: the global
+            one.
+        telemetry: Publish OpenTelemetry spans and metrics (see ``docs/observability.md``);
+            without ``opentelemetry-api`` installed (the ``otel`` extra) there are none.
 
     Raises:
         TypeError: A keyword has the wrong type.
@@ -176,6 +183,9 @@ class ConnectionManager(LegacyAPI):
         redis_prefix: str = "rcm",
         clock: Optional[Clock] = None,
         on_event: Optional[Subscriber] = None,
+        tracer_provider: Optional[Any] = None,
+        meter_provider: Optional[Any] = None,
+        telemetry: bool = True,
     ) -> None:
         given = dict(locals())
         del given["self"]
@@ -312,6 +322,26 @@ class ConnectionManager(LegacyAPI):
             "client_certificate_configured": self._session.cert is not None,
         }
         return _manager_stats(self._engine, legacy)
+
+    def prometheus_collector(self, prefix: str = "rcm") -> PrometheusCollector:
+        """A ``prometheus_client`` collector of :meth:`get_stats`, per host (a label).
+
+        Register it once: ``REGISTRY.register(cm.prometheus_collector())``. Each scrape
+        reads the stats once; the metrics are listed in ``docs/observability.md``.
+
+        Args:
+            prefix: The metric name prefix; give each manager sharing a registry its own.
+
+        Returns:
+            The collector (it holds this manager weakly).
+
+        Raises:
+            ImportError: ``prometheus_client`` is not installed (the ``prometheus`` extra).
+            ValueError: ``prefix`` is not a valid metric name.
+        """
+        from ._prometheus import PrometheusCollector
+
+        return PrometheusCollector(self, prefix)
 
 
 def _manager_stats(engine: Engine, legacy: dict[str, Any]) -> dict[str, Any]:
