@@ -122,6 +122,7 @@ def test_a_pause_is_capped(clock: FakeClock) -> None:
     assert state.paused_for(now) == MAX_PAUSE
 
 
+@pytest.mark.timeout(480)  # 50 s alone; tracemalloc and coverage on 2 busy cores: minutes
 def test_five_thousand_hosts_grow_memory_by_less_than_5_mib() -> None:
     """Calls to 5,000 distinct loopback hosts: the table stays bounded, memory < 5 MiB more."""
     port = free_port()

@@ -85,12 +85,14 @@ def _parallel(count: int, call: Any) -> list[Any]:
 # ---------------------------------------------------------------- server-advised quotas
 @pytest.mark.timeout(30)
 def test_threads_never_send_more_than_the_server_said_remains(app: AppServer) -> None:
-    """8 threads x 3 calls against 3 per 0.5 s: every call succeeds, the server refuses none.
+    """8 threads x 3 calls against 6 per second: every call succeeds, the server refuses none.
 
     Real time: the server's windows and the client's waits must line up as they do in
-    production (a fake clock shared by threads jumps while requests are on the wire).
+    production (a fake clock shared by threads jumps while requests are on the wire). The
+    window is long enough that a request the machine delays by a whole window (which the
+    server would count in a window the client never saw) does not happen on a loaded CI.
     """
-    quota = QuotaServer(limit=3, window=0.5)
+    quota = QuotaServer(limit=6, window=1.0)
     app.route("/q", quota)
     with ConnectionManager() as cm:
         assert cm.get(app.url("/q")).status_code == 200  # learns the quota
@@ -165,6 +167,33 @@ def test_a_reset_longer_than_retry_after_max_is_refused_at_once(
         with pytest.raises(RateLimitExceeded) as info:
             cm.get(app.url("/q"))
     assert info.value.retry_after == pytest.approx(500)
+    assert app.hits("/q") == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("client_limit", [{}, {"rate_limit_requests": 1000}], ids=["alone", "with"])
+def test_rate_limit_max_wait_bounds_a_server_pause_too(
+    app: AppServer, clock: FakeClock, client_limit: dict[str, Any]
+) -> None:
+    """rate_limit_max_wait=0 with 0 left for 30 s: refused at once, with or without a limiter."""
+    app.ok("/q", headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"})
+    with ConnectionManager(clock=clock, rate_limit_max_wait=0, **client_limit) as cm:
+        cm.get(app.url("/q"))
+        with pytest.raises(RateLimitExceeded, match="rate_limit_max_wait") as info:
+            cm.get(app.url("/q"))
+    assert info.value.retry_after == pytest.approx(30)
+    assert app.hits("/q") == 1
+    assert clock.sleeps == []
+
+
+def test_rate_limit_max_wait_bounds_a_retry_after(app: AppServer, clock: FakeClock) -> None:
+    """429 asking for 5 s, rate_limit_max_wait=1: RateLimitExceeded at once, no sleep."""
+    app.ok("/q", b"slow down", status=429, headers={"Retry-After": "5"})
+    with (
+        ConnectionManager(clock=clock, rate_limit_max_wait=1) as cm,
+        pytest.raises(RateLimitExceeded, match="rate_limit_max_wait"),
+    ):
+        cm.get(app.url("/q"))
     assert app.hits("/q") == 1
     assert clock.sleeps == []
 

@@ -58,8 +58,9 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._exchange import Exchange, Outcome
     from ._hosts import HostState
+    from .config import Policy
 
-__all__ = ["CLOSED_MESSAGE", "Admission", "Permit", "closed_error"]
+__all__ = ["CLOSED_MESSAGE", "Admission", "Permit", "closed_error", "wait_bound"]
 
 #: The message of every call refused because its manager is closed.
 CLOSED_MESSAGE = "ConnectionManager is closed; create a new one"
@@ -78,6 +79,22 @@ def closed_error(waiting: bool = False) -> ConnectionManagerError:
     if waiting:
         return ConnectionManagerError("ConnectionManager was closed while a call was waiting")
     return ConnectionManagerError(CLOSED_MESSAGE)
+
+
+def wait_bound(policy: Policy) -> tuple[float, str]:
+    """Return the longest a caller waits for a pause the server asked for, and its keyword.
+
+    ``retry_after_max``, shortened by ``rate_limit_max_wait`` when that is set: a caller
+    who will not wait for the client's own limiter does not wait for the server's either.
+    """
+    bound, why = policy.retries.retry_after_max, "retry_after_max"
+    waits = [policy.signals.max_wait]
+    if policy.rate_limit is not None:
+        waits.append(policy.rate_limit.max_wait)
+    for max_wait in waits:
+        if max_wait is not None and max_wait < bound:
+            bound, why = max_wait, "rate_limit_max_wait"
+    return bound, why
 
 
 class Permit:
@@ -285,14 +302,10 @@ class Admission:
         )
 
     def _pause_bound(self, ex: Exchange, now: float) -> tuple[float, str]:
-        policy = ex.policy
-        bound, why = policy.retries.retry_after_max, "retry_after_max"
+        bound, why = wait_bound(ex.policy)
         remaining = ex.remaining(now)
         if remaining < bound:
             bound, why = remaining, "the deadline"
-        limit = policy.rate_limit
-        if limit is not None and limit.max_wait is not None and limit.max_wait < bound:
-            bound, why = limit.max_wait, "rate_limit_max_wait"
         return bound, why
 
     def _throttle(self, ex: Exchange) -> None:

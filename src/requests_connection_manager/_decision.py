@@ -175,7 +175,12 @@ def _retry_cannot_help(low: BaseException) -> bool:
 
 
 def _after_response(
-    retry: Retry, method: str, url: str, outcome: Outcome, retry_after_max: float, remaining: float
+    retry: Retry,
+    method: str,
+    url: str,
+    outcome: Outcome,
+    limit: tuple[float, str],
+    remaining: float,
 ) -> Union[Step, Retry]:
     response = outcome.response
     assert response is not None
@@ -186,8 +191,9 @@ def _after_response(
         new_retry = retry.increment(method, url, response=response.raw)
     except uex.MaxRetryError:
         return GiveUp("retries exhausted")
+    retry_after_max, name = limit
     if retry_after is not None and (retry_after > retry_after_max or retry_after > remaining):
-        bound = "retry_after_max" if retry_after > retry_after_max else "the deadline"
+        bound = name if retry_after > retry_after_max else "the deadline"
         error = RateLimitExceeded(
             f"{method} {url}: the server asked to wait {retry_after:.3f} s (Retry-After), "
             f"longer than {bound} allows",
@@ -229,6 +235,7 @@ def decide(
     deadline: Optional[float],
     rng: random.Random,
     replayable: bool = True,
+    retry_after_bound: str = "retry_after_max",
 ) -> Step:
     """Decide what follows an attempt.
 
@@ -243,13 +250,15 @@ def decide(
         rng: The random source of the backoff's jitter.
         replayable: The request's body can be sent again (a stream without a recorded
             start position cannot: the request is never retried).
+        retry_after_bound: The keyword ``retry_after_max`` comes from, for the error.
 
     Returns:
         :data:`RETURN`, :class:`Retry_` with the wait, or :class:`GiveUp` with the reason.
     """
     remaining = math.inf if deadline is None else deadline - now
     if outcome.response is not None:
-        step = _after_response(retry, method, url, outcome, retry_after_max, remaining)
+        limit = (retry_after_max, retry_after_bound)
+        step = _after_response(retry, method, url, outcome, limit, remaining)
     else:
         step = _after_error(retry, method, url, outcome)
     if not isinstance(step, Retry):

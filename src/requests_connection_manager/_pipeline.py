@@ -28,7 +28,7 @@ import urllib3.exceptions as uex
 from urllib3.util import Timeout as TimeoutSauce
 
 from . import _forksafe
-from ._admission import closed_error
+from ._admission import closed_error, wait_bound
 from ._attempt import attempt
 from ._boundary import contract_errors
 from ._clock import SystemClock
@@ -288,16 +288,18 @@ class ResilientAdapter(Transport):
         engine = self._rcm_engine
         if engine.closed.is_set() and outcome.error is not None:
             return GiveUp("closed", closed_error(waiting=True))
+        bound, name = wait_bound(ex.policy)
         return decide(
             retry,
             ex.method,
             ex.url,
             outcome,
-            retry_after_max=ex.policy.retries.retry_after_max,
+            retry_after_max=bound,
             now=engine.clock.monotonic(),
             deadline=ex.deadline,
             rng=engine.rng,
             replayable=ex.replayable,
+            retry_after_bound=name,
         )
 
     def _leave(self, ex: Exchange, outcome: Outcome, step: Step) -> Response:

@@ -36,7 +36,16 @@ UNKNOWN_RESET_TTL = 60.0
 class QuotaState:
     """What is left of one host's advertised quota. Thread-safe; O(1) per operation."""
 
-    __slots__ = ("_expires", "_left", "_limit", "_lock", "_news", "_reset_at", "_window_start")
+    __slots__ = (
+        "_expires",
+        "_heard_sent",
+        "_left",
+        "_limit",
+        "_lock",
+        "_news",
+        "_reset_at",
+        "_window_start",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -46,6 +55,7 @@ class QuotaState:
         self._reset_at: Optional[float] = None  # the known reset of the current window
         self._expires = 0.0  # when the count is no longer trusted
         self._window_start = float("-inf")  # when the current window began, as seen here
+        self._heard_sent = float("-inf")  # when the request of the answer held was sent
 
     def update(
         self,
@@ -67,7 +77,9 @@ class QuotaState:
             limit: The quota's size, if the server said.
             sent_at: Monotonic time its request was sent: an answer to a request sent
                 before the current window began speaks of the window before, and is
-                ignored (it would make the count start a window too early).
+                ignored (it would make the count start a window too early). An answer to
+                a request sent before the one already heard arrived late: the server
+                counted it earlier, so it can only lower what is left, never raise it.
 
         Returns:
             Whether the answer was taken in.
@@ -75,7 +87,14 @@ class QuotaState:
         with self._lock:
             if sent_at < self._window_start:
                 return False
-            self._left = max(0, remaining - max(0, in_flight))
+            left = max(0, remaining - max(0, in_flight))
+            if sent_at < self._heard_sent and self._left is not None:
+                self._left = min(self._left, left)
+                self._news.notify_all()
+                return True
+            if sent_at != float("inf"):
+                self._heard_sent = sent_at
+            self._left = left
             if limit is not None:
                 self._limit = limit
             self._reset_at = None if reset_after is None else now + reset_after
@@ -118,6 +137,7 @@ class QuotaState:
                 else:
                     self._left = None
                 self._window_start = self._expires
+                self._heard_sent = float("-inf")
                 self._reset_at = None
                 self._expires = now + UNKNOWN_RESET_TTL
             left = self._left

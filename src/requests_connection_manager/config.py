@@ -61,6 +61,9 @@ STRATEGIES = ("fixed-window", "sliding-window")
 MAX_POOL_SIZE = 10_000
 #: Largest ``retry_budget_burst``.
 MAX_RETRY_BUDGET_BURST = 1_000_000
+#: The range of ``circuit_breaker_window``, seconds: one millisecond to one day.
+_MIN_WINDOW = 0.001
+_MAX_WINDOW = 86_400.0
 #: The header an idempotency key is sent in unless another is named.
 DEFAULT_IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -258,7 +261,14 @@ class BreakerConfig:
             )
         _set(self, "failure_rate", rate)
         check_int("circuit_breaker_minimum_calls", self.minimum_calls, 1, 1_000_000)
-        _set(self, "window", check_number("circuit_breaker_window", self.window, positive=True))
+        window = check_number("circuit_breaker_window", self.window, positive=True)
+        assert window is not None
+        if not _MIN_WINDOW <= window <= _MAX_WINDOW:
+            raise ValueError(
+                f"circuit_breaker_window must be between {_MIN_WINDOW} and {_MAX_WINDOW:.0f} "
+                f"seconds, got {self.window!r}"
+            )
+        _set(self, "window", window)
         slow = check_number(
             "circuit_breaker_slow_call_duration",
             self.slow_call_duration,
@@ -298,11 +308,15 @@ class SignalsConfig:
         adaptive_throttling: Reject attempts locally, with the probability of Google
             SRE's client-side throttling, while a host refuses many (``adaptive_throttling``).
         adaptive_throttling_k: The ``K`` of that formula, >= 1 (``adaptive_throttling_k``).
+        max_wait: Longest a caller waits for a pause the server asked for (quota reset,
+            ``Retry-After``, slow-down) (``rate_limit_max_wait``): None waits up to
+            ``retry_after_max``, 0 fails fast with ``RateLimitExceeded``.
     """
 
     respect_rate_limit_headers: bool = True
     adaptive_throttling: bool = False
     adaptive_throttling_k: float = 2.0
+    max_wait: Optional[float] = None
 
     def __post_init__(self) -> None:
         check_bool("respect_rate_limit_headers", self.respect_rate_limit_headers)
@@ -313,6 +327,7 @@ class SignalsConfig:
                 f"adaptive_throttling_k must be a number >= 1, got {self.adaptive_throttling_k!r}"
             )
         _set(self, "adaptive_throttling_k", k)
+        _set(self, "max_wait", check_number("rate_limit_max_wait", self.max_wait, allow_none=True))
 
 
 @dataclass(frozen=True)
@@ -490,7 +505,10 @@ def build_policy(scope: str = "", **keywords: Any) -> Policy:
         _breaker(kw),
         _budget(kw),
         SignalsConfig(
-            kw["respect_rate_limit_headers"], kw["adaptive_throttling"], kw["adaptive_throttling_k"]
+            kw["respect_rate_limit_headers"],
+            kw["adaptive_throttling"],
+            kw["adaptive_throttling_k"],
+            kw["rate_limit_max_wait"],
         ),
         TLSConfig(kw["verify"], kw["cert"], kw["ssl_context"]),
         scope,
