@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from requests_connection_manager import ConnectionManager
+from requests_connection_manager import ConnectionManager, RateLimitExceeded
 from requests_connection_manager._logwriter import LogWriter
 from requests_connection_manager.events import (
     AttemptFinished,
@@ -55,6 +55,23 @@ def test_a_retried_request_publishes_its_story_in_order(app: AppServer, clock: F
     assert isinstance(finished, RequestFinished)
     assert (finished.attempts, finished.status, finished.error) == (2, 200, None)
     assert [e.status for e in events if isinstance(e, AttemptFinished)] == [503, 200]
+
+
+def test_a_retry_after_too_long_to_wait_is_a_refusal_event(
+    app: AppServer, clock: FakeClock
+) -> None:
+    """503 asking for 600 s (retry_after_max 120): Refused(reason="retry_after", 600)."""
+    app.ok("/x", b"busy", status=503, headers={"Retry-After": "600"})
+    events: list[Any] = []
+    with (
+        ConnectionManager(clock=clock, on_event=events.append) as cm,
+        pytest.raises(RateLimitExceeded),
+    ):
+        cm.get(app.url("/x"))
+    refusals = [e for e in events if isinstance(e, Refused)]
+    assert [(e.reason, e.retry_after) for e in refusals] == [("retry_after", 600.0)]
+    assert isinstance(events[-1], RequestFinished)
+    assert events[-1].error == "RateLimitExceeded"
 
 
 def test_subscribe_and_unsubscribe(app: AppServer) -> None:

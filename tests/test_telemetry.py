@@ -784,3 +784,18 @@ def test_threads_each_get_their_own_spans(app: AppServer, otel: Otel) -> None:
     parents = sorted(a.parent.span_id for a in attempts if a.parent is not None)
     assert parents == sorted(r.context.span_id for r in requests_)
     assert len({r.context.trace_id for r in requests_}) == 8
+
+
+def test_a_batch_runs_inside_the_callers_trace(app: AppServer, otel: Otel) -> None:
+    """batch_request under a current span: each request span is that span's child."""
+    app.barrier("/x", parties=4)
+    tracer = otel.tracer_provider.get_tracer("test")
+    with otel.manager(pool_maxsize=4) as cm, tracer.start_as_current_span("caller") as caller:
+        results = cm.batch_request([("GET", app.url("/x"), {}) for _ in range(4)], max_workers=4)
+        assert [r.status_code for r in results] == [200] * 4
+    requests_ = otel.requests()
+    assert len(requests_) == 4
+    assert {r.parent.span_id for r in requests_ if r.parent is not None} == {
+        caller.get_span_context().span_id
+    }
+    assert {r.context.trace_id for r in requests_} == {caller.get_span_context().trace_id}

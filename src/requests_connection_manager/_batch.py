@@ -7,6 +7,7 @@ rate limit or hammer a host whose breaker is open.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
@@ -137,8 +138,10 @@ def run_batch(
         max_workers=min(max_workers, len(items)), thread_name_prefix="rcm-batch"
     )
     try:
+        # Each request runs in a copy of the caller's context (its current span, say), as
+        # if the caller had made it; one copy each, as a context runs in one thread at once.
         pending: dict[Future[Response], int] = {
-            pool.submit(request, method, url, **kwargs): index
+            pool.submit(contextvars.copy_context().run, request, method, url, **kwargs): index
             for index, (method, url, kwargs) in enumerate(items)
         }
         while pending:

@@ -38,7 +38,7 @@ from ._redaction import redact_url
 from ._transport import Transport
 from ._url import target_of
 from ._watchdog import Watch
-from .events import RequestFinished, RequestStarted
+from .events import Refused, RequestFinished, RequestStarted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -308,6 +308,11 @@ class ResilientAdapter(Transport):
         ex.reason = reason
         if isinstance(step, GiveUp) and step.error is not None:
             outcome.discard()
+            if reason == "retry_after":
+                engine = self._rcm_engine
+                wait = getattr(step.error, "retry_after", None)
+                now = engine.clock.monotonic()
+                engine.bus.publish(Refused(ex.request_id, ex.key, reason, wait, now))
             raise step.error
         response = outcome.response
         if response is None:
