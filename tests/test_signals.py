@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import threading
 import time
 from typing import Any
@@ -458,7 +459,9 @@ def test_a_post_with_an_idempotency_key_is_retried_with_the_same_key(
         assert cm.post(app.url("/pay"), json={"amount": 5}).status_code == 200
     keys = _keyed(app)
     assert len(keys) == 2
-    assert keys[0]
+    assert re.fullmatch(
+        r'"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"', keys[0]
+    )
     assert keys[0] == keys[1]
     started = [e.idempotency_key for e in recorded if isinstance(e, AttemptStarted)]
     assert started == keys

@@ -260,7 +260,9 @@ class ResilientAdapter(Transport):
         key = headers.get(name)  # the caller's own, in any spelling, wins
         if key is None:
             key = call.idempotency_key if call is not None and call.idempotency_key else None
-            key = key or str(uuid.uuid4())
+            # A structured-field string, as draft-ietf-httpapi-idempotency-key-header
+            # writes it; servers that take the key as an opaque string accept it too.
+            key = key or f'"{uuid.uuid4()}"'
             headers[name] = key
         if call is not None:
             call.idempotency_key = key
