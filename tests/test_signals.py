@@ -7,6 +7,7 @@ count is exact.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
@@ -432,6 +433,32 @@ def test_adaptive_throttling_rejects_locally_while_the_host_refuses(
     assert local > 0
     assert host["rejected_local"] == local
     assert app.hits("/busy") == 200 - local
+
+
+@pytest.mark.parametrize("cap", [1.0, 0.8])
+def test_the_throttles_cap_bounds_the_share_rejected(
+    app: AppServer, clock: FakeClock, cap: float
+) -> None:
+    """A host refusing everything: the probability climbs to the cap and stays there."""
+    app.ok("/down", b"no", status=503)
+    with ConnectionManager(
+        clock=clock,
+        max_retries=0,
+        circuit_breaker_failure_threshold=None,
+        adaptive_throttling=True,
+        adaptive_throttling_max_probability=cap,
+    ) as cm:
+        cm._engine.rng.seed(7)
+        for _ in range(400):
+            with contextlib.suppress(RateLimitExceeded):
+                cm.get(app.url("/down"))
+        (host,) = cm.get_stats()["hosts"].values()
+    assert cm.policy.signals.adaptive_throttling_max_probability == cap
+    assert cap - 0.05 <= host["throttle_probability"] <= cap
+    sent = app.hits("/down")
+    assert sent + host["rejected_local"] == 400
+    if cap < 1:
+        assert sent >= 400 * (1 - cap) * 0.7  # about a fifth still reaches the host
 
 
 def test_without_adaptive_throttling_every_call_is_sent(app: AppServer, clock: FakeClock) -> None:

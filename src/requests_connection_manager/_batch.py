@@ -141,8 +141,8 @@ def run_batch(
         # Each request runs in a copy of the caller's context (its current span, say), as
         # if the caller had made it; one copy each, as a context runs in one thread at once.
         pending: dict[Future[Response], int] = {
-            pool.submit(contextvars.copy_context().run, request, method, url, **kwargs): index
-            for index, (method, url, kwargs) in enumerate(items)
+            pool.submit(_in_context, contextvars.copy_context(), request, method, url, kwargs): i
+            for i, (method, url, kwargs) in enumerate(items)
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -153,6 +153,16 @@ def run_batch(
         raise
     pool.shutdown(wait=True)
     return results.final(return_exceptions)
+
+
+def _in_context(
+    context: contextvars.Context,
+    request: Callable[..., Response],
+    method: str,
+    url: str,
+    kwargs: dict[str, Any],
+) -> Response:
+    return context.run(request, method, url, **kwargs)
 
 
 def _report(on_progress: ProgressCallback, done: int, total: int) -> None:

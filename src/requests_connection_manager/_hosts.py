@@ -269,7 +269,11 @@ class HostRegistry:
         if old is None or old.signals != signals or old.retries != policy.retries:
             state.slowdown = None  # built on the first bare 429, with the new cap
             state.throttle = (
-                AdaptiveThrottle(k=signals.adaptive_throttling_k, rng=self._rng)
+                AdaptiveThrottle(
+                    k=signals.adaptive_throttling_k,
+                    rng=self._rng,
+                    max_probability=signals.adaptive_throttling_max_probability,
+                )
                 if signals.adaptive_throttling
                 else None
             )

@@ -112,6 +112,10 @@ class ConnectionManager(LegacyAPI):
         adaptive_throttling: Reject attempts locally, without traffic, with the probability
             of Google SRE's client-side throttling while a host refuses many of them.
         adaptive_throttling_k: The multiplier ``K`` of that formula, >= 1.
+        adaptive_throttling_max_probability: The highest share of attempts the throttle
+            rejects, in ``(0, 1]``; below 1 (Envoy's admission control uses 0.8) a host
+            that recovers gets traffic back sooner, at the price of always sending it a
+            share of the demand.
         idempotency_keys: Send an ``Idempotency-Key`` (one per call, the same on every
             attempt and redirect hop) with POST and PATCH, and retry them like PUT.
         idempotency_key_header: The header the key is sent in.
@@ -176,6 +180,7 @@ class ConnectionManager(LegacyAPI):
         respect_rate_limit_headers: bool = True,
         adaptive_throttling: bool = False,
         adaptive_throttling_k: float = 2.0,
+        adaptive_throttling_max_probability: float = 1.0,
         idempotency_keys: bool = False,
         idempotency_key_header: str = DEFAULT_IDEMPOTENCY_HEADER,
         redis_url: Optional[str] = None,

@@ -41,6 +41,7 @@ SCOPED_KEYS = frozenset(
         "retry_budget_burst",
         "adaptive_throttling",
         "adaptive_throttling_k",
+        "adaptive_throttling_max_probability",
     }
 )
 #: TLS keywords; in an endpoint config they override the session's for matching hosts.
@@ -68,7 +69,12 @@ _PARTS = {
     },
     "breaker": {k for k in SCOPED_KEYS if k.startswith("circuit_breaker_")},
     "budget": {"retry_budget", "retry_budget_burst"},
-    "signals": {"respect_rate_limit_headers", "adaptive_throttling", "adaptive_throttling_k"},
+    "signals": {
+        "respect_rate_limit_headers",
+        "adaptive_throttling",
+        "adaptive_throttling_k",
+        "adaptive_throttling_max_probability",
+    },
     "tls": set(TLS_KEYS),
 }
 # Manager-wide keys: named in the error when an endpoint config tries to set one.

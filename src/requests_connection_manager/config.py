@@ -311,12 +311,15 @@ class SignalsConfig:
         max_wait: Longest a caller waits for a pause the server asked for (quota reset,
             ``Retry-After``, slow-down) (``rate_limit_max_wait``): None waits up to
             ``retry_after_max``, 0 fails fast with ``RateLimitExceeded``.
+        adaptive_throttling_max_probability: The highest share of attempts the throttle
+            rejects, in ``(0, 1]`` (``adaptive_throttling_max_probability``).
     """
 
     respect_rate_limit_headers: bool = True
     adaptive_throttling: bool = False
     adaptive_throttling_k: float = 2.0
     max_wait: Optional[float] = None
+    adaptive_throttling_max_probability: float = 1.0
 
     def __post_init__(self) -> None:
         check_bool("respect_rate_limit_headers", self.respect_rate_limit_headers)
@@ -328,6 +331,17 @@ class SignalsConfig:
             )
         _set(self, "adaptive_throttling_k", k)
         _set(self, "max_wait", check_number("rate_limit_max_wait", self.max_wait, allow_none=True))
+        cap = check_number(
+            "adaptive_throttling_max_probability",
+            self.adaptive_throttling_max_probability,
+            positive=True,
+        )
+        if cap is None or cap > 1:
+            raise ValueError(
+                "adaptive_throttling_max_probability must be a number in (0, 1], "
+                f"got {self.adaptive_throttling_max_probability!r}"
+            )
+        _set(self, "adaptive_throttling_max_probability", cap)
 
 
 @dataclass(frozen=True)
@@ -425,6 +439,7 @@ POLICY_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "respect_rate_limit_headers": True,
         "adaptive_throttling": False,
         "adaptive_throttling_k": 2.0,
+        "adaptive_throttling_max_probability": 1.0,
         "verify": None,
         "cert": None,
         "ssl_context": None,
@@ -509,6 +524,7 @@ def build_policy(scope: str = "", **keywords: Any) -> Policy:
             kw["adaptive_throttling"],
             kw["adaptive_throttling_k"],
             kw["rate_limit_max_wait"],
+            kw["adaptive_throttling_max_probability"],
         ),
         TLSConfig(kw["verify"], kw["cert"], kw["ssl_context"]),
         scope,
