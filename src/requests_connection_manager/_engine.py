@@ -91,6 +91,10 @@ class Engine:
         self.bus.subscribe(LogWriter())
         if on_event is not None:
             self.bus.subscribe(on_event)
+        if self.shared is not None:
+            # Checks the configuration (a refused password raises here) once the log and
+            # the subscribers hear events: an unreachable Redis is one warning.
+            self.shared.start()
         _forksafe.register(self)
 
     def secrets(self) -> Secrets:
