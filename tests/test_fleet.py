@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from werkzeug import Request, Response
@@ -24,30 +23,13 @@ from requests_connection_manager import (
     ConnectionManager,
     RateLimitExceeded,
 )
-from tests.redisfleet import FleetRedis
+from tests.redisfleet import FleetRedis, breaker_state
 from tests.servers import AppServer, free_port
 
 pytest_plugins = ["tests.conftest_redis"]
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 2.0) -> bool:
-    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-def breaker_state(cm: ConnectionManager, url: str) -> str:
-    """The breaker state ``cm`` holds for ``url``'s host."""
-    key = "http://" + url.split("/")[2]
-    host = cm.get_stats()["hosts"].get(key)
-    return "unknown" if host is None else str(host["breaker_state"])
 
 
 def _workers(count: int, *args: str) -> list[subprocess.Popen[str]]:
@@ -114,10 +96,11 @@ def test_three_processes_share_one_sliding_window_quota(
     assert len(arrivals) == 36
     # The limiter grants at most 10 starts in any 1 s window; each arrival then carries its
     # own latency (a fresh connection costs a few ms more than a kept-alive one, a loaded CI
-    # machine more), so the server-side check allows 50 ms of that jitter. Without the
-    # shared quota all 36 would arrive within a fraction of a second.
-    assert _max_in_window(arrivals, 0.95) <= 10
-    assert _max_in_window(arrivals, 1.95) <= 20
+    # machine more, a cold interpreter's first call 50 ms and more), so the server-side check
+    # allows 100 ms of that jitter. Without the shared quota all 36 would arrive within a
+    # fraction of a second.
+    assert _max_in_window(arrivals, 0.9) <= 10
+    assert _max_in_window(arrivals, 1.9) <= 20
 
 
 def test_fixed_window_quota_is_shared_too(fleet_redis: FleetRedis, app: AppServer) -> None:

@@ -149,8 +149,8 @@ class FleetHost:
         if not self._known:
             return False
         link = self._link
-        if link.live and self._epoch == link.epoch:
-            return True
+        if link.live:
+            return self._epoch == link.epoch
         return time.monotonic() - self._fetched < POLL_INTERVAL
 
     def current(self) -> bool:

@@ -135,8 +135,8 @@ class Subscriber:
                     link.on_message(message["data"])
                 elif kind == "subscribe":
                     subscribed = True
-                    self._first(None)
                     link.subscribed()
+                    self._first(None)
                 elif kind == "unsubscribe":
                     raise _Lost("unsubscribed by the server")
                 del link
