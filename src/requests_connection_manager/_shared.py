@@ -67,7 +67,16 @@ _SLOW_STRIKES = 2
 #: How long construction waits for the first subscription, in connect timeouts.
 _FIRST_SUBSCRIBE_WAIT = 4
 # Words of Redis errors that mean "this configuration can never work".
-_REFUSALS = ("NOPERM", "NOAUTH", "WRONGPASS", "permission", "can't publish", "unknown command")
+_REFUSALS = (
+    "NOPERM",
+    "NOAUTH",
+    "WRONGPASS",
+    "permission",
+    "can't publish",
+    "can't run",
+    "can't access",
+    "unknown command",
+)
 
 
 class SlowRedis(Exception):
