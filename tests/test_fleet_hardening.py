@@ -160,7 +160,7 @@ def test_the_probe_bound_holds_however_long_the_probe(
 def test_a_stalled_probe_holder_frees_its_lease_and_cannot_decide_late(
     app: AppServer, fleet_redis: FleetRedis, short_leases: float
 ) -> None:
-    """A's probe stops renewing (a dead process): B probes after a lease; A's late verdict is void."""
+    """A stalled prober (a dead process) renews nothing: B probes after a lease; A is void."""
     settings: dict[str, Any] = {
         "redis_url": fleet_redis.url,
         "max_retries": 0,
