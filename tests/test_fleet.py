@@ -23,7 +23,7 @@ from requests_connection_manager import (
     ConnectionManager,
     RateLimitExceeded,
 )
-from tests.redisfleet import FleetRedis, breaker_state
+from tests.redisfleet import FleetRedis, breaker_state, wait_until
 from tests.servers import AppServer, free_port
 
 pytest_plugins = ["tests.conftest_redis"]
@@ -182,11 +182,35 @@ def test_after_recovery_one_probe_goes_through_across_managers(
         probe.join(10)
         assert results == {0: 200, 1: "open", 2: "open", 3: "open"}
         assert app.hits("/svc") == 2  # the tripping call and the one probe
-        assert managers[3].get(app.url("/svc")).status_code == 200  # closed for everyone
+        # closed for everyone (a refused manager holds off for a second, or until it hears)
+        assert wait_until(lambda: breaker_state(managers[3], app.url("/svc")) == "closed")
+        assert managers[3].get(app.url("/svc")).status_code == 200
     finally:
         gate.set()
         for manager in managers:
             manager.close()
+
+
+def test_a_new_manager_does_not_reset_shared_state(app: AppServer, fleet_redis: FleetRedis) -> None:
+    """Starting a process must not reset a shared failure count or an open state."""
+    app.ok("/down", b"down", status=500)
+    settings = {
+        "redis_url": fleet_redis.url,
+        "max_retries": 0,
+        "circuit_breaker_failure_threshold": 3,
+    }
+    with ConnectionManager(**settings) as first:  # type: ignore[arg-type]
+        first.get(app.url("/down"))
+        first.get(app.url("/down"))
+        with ConnectionManager(**settings) as second:  # type: ignore[arg-type]
+            second.get(app.url("/down"))  # the third failure, counted across both
+            # the opening reaches the first manager through pub/sub (well under 100 ms)
+            assert wait_until(lambda: breaker_state(first, app.url("/down")) == "open")
+            with pytest.raises(CircuitBreakerOpen):
+                first.get(app.url("/down"))
+        with ConnectionManager(**settings) as third, pytest.raises(CircuitBreakerOpen):  # type: ignore[arg-type]
+            third.get(app.url("/down"))
+    assert app.hits("/down") == 3
 
 
 # ------------------------------------------------------------------ the key layout

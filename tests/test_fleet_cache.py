@@ -9,7 +9,9 @@ proven with events and bounded waits. Every test runs on a single node and on th
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import warnings
 from typing import Any
 
 import pytest
@@ -308,3 +310,32 @@ def test_a_bare_429_slows_down_only_its_process(app: AppServer, fleet_redis: Fle
         assert a.get_stats()["hosts"][host]["paused_for"] > 0
         assert b.get_stats()["hosts"][host]["paused_for"] == 0
         assert b.get(app.url("/ok")).status_code == 200
+
+
+# ------------------------------------------------------------------------- fork
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_shares_state_with_its_parent(
+    app: AppServer, fleet_redis: FleetRedis
+) -> None:
+    """A child forked from a manager's process opens the breaker; the parent hears it."""
+    app.ok("/ok")
+    app.ok("/down", b"down", status=500)
+    settings: dict[str, Any] = {"max_retries": 0, "circuit_breaker_failure_threshold": 2}
+    with ConnectionManager(redis_url=fleet_redis.url, **settings) as cm:
+        assert cm.get(app.url("/ok")).status_code == 200  # the parent knows the host
+        with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: its own threads and connections, the same shared state
+            code = 1
+            try:
+                statuses = [cm.get(app.url("/down")).status_code for _ in range(2)]
+                code = 0 if statuses == [500, 500] else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert wait_until(lambda: breaker_state(cm, app.url("/down")) == "open")
+        with pytest.raises(CircuitBreakerOpen):
+            cm.get(app.url("/down"))
+    assert app.hits("/down") == 2

@@ -220,6 +220,8 @@ class HostBreaker:
             remaining = self._open_remaining()
             if remaining > 0:
                 raise self._refuse(remaining)
+        elif fleet.held_off():
+            raise self._busy()  # every lease was taken a moment ago: no round trip
         with self._lock:
             if self._probes >= self._settings.half_open_max_calls:
                 raise self._busy()
@@ -236,7 +238,9 @@ class HostBreaker:
             return False
         if self._storage.state == pybreaker.STATE_OPEN:
             raise self._refuse(max(wait, self._open_remaining(), _MIN_RETRY_AFTER))
-        raise self._busy()
+        refusal = self._busy()
+        fleet.hold_off(min(wait, refusal.retry_after or 0.0))
+        raise refusal
 
     def _ratio_trips(self, now: float, failed: bool, slow: bool) -> bool:
         settings = self._settings

@@ -124,6 +124,7 @@ class FleetHost:
         self._leases: list[str] = []
         self._renewed = 0.0
         self._shared_pause = 0.0  # monotonic (manager's clock) end of the pause last shared
+        self._busy_until = 0.0  # monotonic: every probe lease was taken when last asked
 
     # ------------------------------------------------------------------------- wiring
     def attach(self, settings: BreakerConfig, follow: Callable[[], None]) -> None:
@@ -175,6 +176,8 @@ class FleetHost:
             if view.gen >= self._gen:
                 opened = clock.time() - (view.now - view.opened) / 1000 if view.opened else 0.0
                 changed = view.state != self._state or view.gen != self._gen
+                if changed:
+                    self._busy_until = 0.0
                 self._state, self._fails, self._gen = view.state, view.fails, view.gen
                 self._opened = opened
             if token is not None:
@@ -314,6 +317,15 @@ class FleetHost:
             PROBE_DONE, [self.keys.breaker, self.keys.probes, window], [lease, outcome]
         )
         return None if done is None else done[0] == 1
+
+    def hold_off(self, seconds: float) -> None:
+        """Every probe lease is taken: refuse locally for ``seconds`` (or until a change)."""
+        with self._lock:
+            self._busy_until = time.monotonic() + seconds
+
+    def held_off(self) -> bool:
+        """Tell whether a refusal for want of a lease still stands (no round trip)."""
+        return time.monotonic() < self._busy_until
 
     def share_pause(self, seconds: float) -> None:
         """Pause the host for every process (one round trip, unless already shared)."""

@@ -136,6 +136,10 @@ class RedisTarget:
         kwargs = pool.connection_kwargs
         return [_plain(pool, self.timeout, kwargs.get("host"), kwargs.get("port"))]
 
+    def reinit_after_fork(self) -> None:
+        """A fresh lock in a forked child (redis-py's pools reconnect after a fork)."""
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Close the client if it is ours."""
         with self._lock:

@@ -349,9 +349,11 @@ class SharedLink:
             self._start_threads()
 
     def reinit_after_fork(self) -> None:
-        """A fresh lock in a forked child; threads restart at the next use."""
+        """Fresh locks and no cached host in a forked child; threads restart at the next use."""
         self._lock = threading.Lock()
         self.live = False
+        self._hosts = weakref.WeakValueDictionary()  # the host table is rebuilt empty too
+        self.target.reinit_after_fork()
 
     def close(self) -> None:
         """Stop the threads and close the connection if this link made it."""
