@@ -259,15 +259,21 @@ class FleetHost:
                 self._pending[0] += 1
         if not self._fails:
             return False
-        return None if self._flush() is None else False
+        return None if self._flush(reset=True) is None else False
 
-    def _flush(self) -> Optional[tuple[int, int]]:
+    def _flush(self, reset: bool) -> Optional[tuple[int, int]]:
+        """Send the batched counts; ``reset``: this success follows a streak we know of.
+
+        A batch alone never resets a streak: its successes may predate the failures that
+        started it (heard of later), and a streak is about consecutive failures.
+        """
         window, _, bucket_ms = self._window()
         self._flushed = time.monotonic()
         batch = self._take()
-        reset = 1 if self._fails else 0
         return self._script(
-            SUCCESSES, [self.keys.breaker, window], [reset, bucket_ms, WINDOW_BUCKETS, *batch]
+            SUCCESSES,
+            [self.keys.breaker, window],
+            [int(reset), bucket_ms, WINDOW_BUCKETS, *batch],
         )
 
     def acquire_probe(self) -> Optional[tuple[int, float]]:
@@ -343,7 +349,7 @@ class FleetHost:
     def tick(self, now: float) -> None:
         """The ticker's work for this host: flush counts, renew leases (``now``: monotonic)."""
         if any(self._pending) and now - self._flushed >= FLUSH_INTERVAL:
-            self._flush()
+            self._flush(reset=False)
         if self._leases and now - self._renewed >= LEASE_SECONDS / 3:
             self._renewed = now
             with self._lock:
