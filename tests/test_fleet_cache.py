@@ -339,3 +339,46 @@ def test_a_forked_child_shares_state_with_its_parent(
         with pytest.raises(CircuitBreakerOpen):
             cm.get(app.url("/down"))
     assert app.hits("/down") == 2
+
+
+# ----------------------------------------------------------------- streak news
+def _publishes(fleet_redis: FleetRedis) -> int:
+    total = 0
+    for port in fleet_redis.all_ports():
+        node = fleet_redis.node_client(port)
+        try:
+            stats = node.info("commandstats")
+        finally:
+            node.close()
+        total += int(stats.get("cmdstat_publish", {}).get("calls", 0))
+    return total
+
+
+def test_streak_news_is_coalesced_and_still_delivered(
+    app: AppServer, fleet_redis: FleetRedis
+) -> None:
+    """A streak starting and ending 61 times publishes far fewer messages; B learns the last."""
+    app.ok("/ok")
+    app.ok("/down", b"down", status=500)
+    settings: dict[str, Any] = {
+        "max_retries": 0,
+        "circuit_breaker_failure_threshold": 1000,
+        "circuit_breaker_failure_rate": None,
+    }
+    with (
+        ConnectionManager(redis_url=fleet_redis.url, **settings) as a,
+        ConnectionManager(redis_url=fleet_redis.url, **settings) as b,
+    ):
+        assert b.get(app.url("/ok")).status_code == 200  # B knows the host
+        before = _publishes(fleet_redis)
+        for _ in range(30):
+            assert a.get(app.url("/down")).status_code == 500  # a streak starts
+            assert a.get(app.url("/ok")).status_code == 200  # A resets it at once
+        assert a.get(app.url("/down")).status_code == 500  # the last news: fails = 1
+        state = b._engine.hosts.peek(f"http://127.0.0.1:{app.port}")
+        assert state is not None
+        assert state.fleet is not None
+        fleet = state.fleet
+        assert wait_until(lambda: fleet.snapshot()[1] == 1)  # held back, then sent
+        # 61 changes, at most one message per 20 ms: far fewer than one each
+        assert _publishes(fleet_redis) - before < 40

@@ -76,9 +76,7 @@ class Engine:
         self.closed = threading.Event()
         self.bus = EventBus()
         self.rng = random.Random()
-        self.shared = SharedLink.from_keywords(
-            redis_url, redis_client, redis_prefix, self.settings.policy
-        )
+        self.shared = SharedLink.from_keywords(redis_url, redis_client, redis_prefix)
         if self.shared is not None:
             self.shared.publish = self.bus.publish
         self.hosts = HostRegistry(

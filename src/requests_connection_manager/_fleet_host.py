@@ -45,6 +45,7 @@ from ._fleet_scripts import (
     PROBE_DONE,
     READ,
     RENEW,
+    STREAK_NEWS_MS,
     SUCCESSES,
     HostKeys,
     View,
@@ -125,6 +126,7 @@ class FleetHost:
         self._renewed = 0.0
         self._shared_pause = 0.0  # monotonic (manager's clock) end of the pause last shared
         self._busy_until = 0.0  # monotonic: every probe lease was taken when last asked
+        self._catch_up = math.inf  # monotonic: when to publish news this process held back
 
     # ------------------------------------------------------------------------- wiring
     def attach(self, settings: BreakerConfig, follow: Callable[[], None]) -> None:
@@ -171,6 +173,8 @@ class FleetHost:
         """Take in a view from a script (``token``: the epoch it was read under) or a message."""
         clock = self._clock
         mono = clock.monotonic()
+        if view.held_back and self._settings is not None:  # a script must run to send it
+            self._catch_up = time.monotonic() + STREAK_NEWS_MS / 1000
         changed = False
         with self._lock:
             if view.gen >= self._gen:
@@ -348,7 +352,10 @@ class FleetHost:
     # -------------------------------------------------------------------- background
     def tick(self, now: float) -> None:
         """The ticker's work for this host: flush counts, renew leases (``now``: monotonic)."""
-        if any(self._pending) and now - self._flushed >= FLUSH_INTERVAL:
+        if (any(self._pending) and now - self._flushed >= FLUSH_INTERVAL) or (
+            now >= self._catch_up
+        ):
+            self._catch_up = math.inf
             self._flush(reset=False)
         if self._leases and now - self._renewed >= LEASE_SECONDS / 3:
             self._renewed = now

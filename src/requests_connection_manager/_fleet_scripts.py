@@ -10,7 +10,8 @@ key                    type      content
 ``T:br``               hash      breaker: ``state`` (pybreaker's names), ``fails``
                                  (consecutive failures), ``opened`` (ms, Redis clock),
                                  ``gen`` (version, bumped on every change), ``pause``
-                                 (ms, Redis clock: the host is paused until then)
+                                 (ms, Redis clock: the host is paused until then),
+                                 ``news`` / ``dirty`` (last message, one kept back)
 ``T:probes``           zset      half-open probe leases: member = lease id, score = expiry
                                  (ms); renewed while the probe is in flight
 ``T:win:<ms>``         hash      the failure-rate window of ``<ms>``: counts per bucket
@@ -22,7 +23,9 @@ key                    type      content
 
 Changes are published on one channel per prefix, ``<prefix>:rcm:events`` (plain
 ``PUBLISH``: on a cluster it reaches every node, so a subscriber needs one connection to any
-node), as ``"<gen> <state> <fails> <opened> <pause> <now> <host key>"``.
+node), as ``"<gen> <state> <fails> <opened> <pause> <now> <host key>"``: every transition
+and pause at once; news of a failure streak (started, reset) at most once per
+:data:`STREAK_NEWS_MS` per host.
 
 Why scripts and not the libraries' Redis code:
 
@@ -61,6 +64,7 @@ __all__ = [
     "PROBE_DONE",
     "READ",
     "RENEW",
+    "STREAK_NEWS_MS",
     "SUCCESSES",
     "HostKeys",
     "Script",
@@ -76,29 +80,52 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function num(x) return string.format('%.0f', x) end
 """
 
+#: The shortest interval, ms, between two messages about one host's failure streak (its
+#: start, its reset); transitions and pauses are published at once. It bounds what a
+#: partial failure costs in pub/sub: at most 1000 / STREAK_NEWS_MS messages per second per
+#: host, each delivered to every subscribed process.
+STREAK_NEWS_MS = 20
+
 # KEYS[1] = T:br. ARGV[1] = channel, ARGV[2] = host key, ARGV[3] = key ttl (ms).
 # A missing hash reads as a closed, clean breaker whose version is the current time: any
 # version written before it was flushed or expired is older, so caches accept it.
 _BREAKER = """
-local b = redis.call('HMGET', KEYS[1], 'state', 'fails', 'opened', 'gen', 'pause')
+local b = redis.call('HMGET', KEYS[1], 'state', 'fails', 'opened', 'gen', 'pause', 'news',
+                     'dirty')
 local state = b[1] or 'closed'
 local fails = tonumber(b[2]) or 0
 local opened = tonumber(b[3]) or 0
 local gen = tonumber(b[4]) or now * 1000
 local pause = tonumber(b[5]) or 0
+local news = tonumber(b[6]) or 0
+local dirty = tonumber(b[7]) or 0
+local NEWS_MS = STREAK_NEWS_MS
 local function view(code, extra)
-  return {state, fails, num(opened), num(gen), num(pause), num(now), code, extra or 0}
+  return {state, fails, num(opened), num(gen), num(pause), num(now), code, extra or 0, dirty}
 end
 local function save()
   redis.call('HSET', KEYS[1], 'state', state, 'fails', fails, 'opened', num(opened),
-             'gen', num(gen), 'pause', num(pause))
+             'gen', num(gen), 'pause', num(pause), 'news', num(news), 'dirty', dirty)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 local function publish()
+  news, dirty = now, 0
   redis.call('PUBLISH', ARGV[1], table.concat({num(gen), state, fails, num(opened),
              num(pause), num(now), ARGV[2]}, ' '))
 end
-"""
+-- News of a failure streak (it started, it was reset) is published at most once per
+-- NEWS_MS per host; a change kept back is published by the first script after that.
+local function announce()
+  if now - news >= NEWS_MS then publish() else dirty = 1 end
+end
+local function catch_up()
+  if dirty == 1 and now - news >= NEWS_MS then
+    publish()
+    return true
+  end
+  return false
+end
+""".replace("STREAK_NEWS_MS", str(STREAK_NEWS_MS))
 
 # The failure-rate window: one hash, fields "<bucket>:<c|f|s|x>".
 _WINDOW = """
@@ -175,12 +202,16 @@ if not trip and rate > 0 then
   trip = sums.c >= tonumber(ARGV[7]) and sums.x / sums.c >= rate
 end
 if trip then
-  state, fails, opened, changed = 'open', 0, now, true
+  state, fails, opened, gen = 'open', 0, now, gen + 1
   redis.call('DEL', KEYS[2])
+  publish()
+elseif changed then
+  gen = gen + 1
+  announce()
+else
+  changed = catch_up()
 end
-if changed then gen = gen + 1 end
-if changed or failed then save() end
-if changed then publish() end
+if changed or trip or failed then save() end
 if trip then return view(1) end
 return view(0)
 """,
@@ -203,8 +234,10 @@ if state == 'closed' then
   end
   if ARGV[4] == '1' and fails > 0 then
     fails, gen = 0, gen + 1
+    announce()
     save()
-    publish()
+  elseif catch_up() then
+    save()
   end
 end
 return view(0)
@@ -226,8 +259,8 @@ if state == 'open' then
   local wait = opened + tonumber(ARGV[4]) - now
   if wait > 0 then return view(0, wait) end
   state, gen = 'half-open', gen + 1
-  save()
   publish()
+  save()
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(now))
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
@@ -256,8 +289,8 @@ if held == 1 and state == 'half-open' and outcome >= 0 then
   if outcome == 1 then state = 'closed' else state, opened = 'open', now end
   fails, gen = 0, gen + 1
   redis.call('DEL', KEYS[3])
-  save()
   publish()
+  save()
   return view(1)
 end
 return view(0)
@@ -294,8 +327,8 @@ PAUSE = Script(
 local pause_to = now + math.min(tonumber(ARGV[4]), tonumber(ARGV[5]))
 if pause_to > pause then
   pause = pause_to
-  save()
   publish()
+  save()
 end
 return view(0)
 """,
@@ -427,6 +460,8 @@ class View(NamedTuple):
         gen: The version; a cache keeps the highest it has seen.
         pause: Until when the host is paused, ms on the Redis clock (0: never).
         now: The Redis clock when this was read, ms.
+        held_back: A change of the failure streak was not published yet (a script must
+            run after :data:`STREAK_NEWS_MS` to publish it).
     """
 
     state: str
@@ -435,6 +470,7 @@ class View(NamedTuple):
     gen: int
     pause: int
     now: int
+    held_back: bool = False
 
 
 def _text(value: Any) -> str:
@@ -443,10 +479,10 @@ def _text(value: Any) -> str:
 
 def parse_view(reply: Any) -> tuple[View, int, int]:
     """A breaker script's reply as ``(view, code, extra)``."""
-    state, fails, opened, gen, pause, now, code, extra = reply
+    state, fails, opened, gen, pause, now, code, extra, dirty = reply
     view = View(
         _text(state), int(fails), int(_text(opened)), int(_text(gen)), int(_text(pause)),
-        int(_text(now)),
+        int(_text(now)), int(dirty) == 1,
     )  # fmt: skip
     return view, int(code), int(extra)
 

@@ -51,7 +51,7 @@ from .events import SharedStateChanged
 if TYPE_CHECKING:
     from ._clock import Clock
     from ._redis_target import RedisTarget
-    from .config import Policy, RateLimitConfig
+    from .config import RateLimitConfig
 
 __all__ = ["DEFAULT_REDIS_TIMEOUT", "SLOW_REDIS", "SharedLimiter", "SharedLink"]
 
@@ -138,9 +138,7 @@ class SharedLink:
         self._ticker = Ticker(self)
 
     @classmethod
-    def from_keywords(
-        cls, redis_url: Any, redis_client: Any, prefix: Any, policy: Policy
-    ) -> Optional[SharedLink]:
+    def from_keywords(cls, redis_url: Any, redis_client: Any, prefix: Any) -> Optional[SharedLink]:
         """Validate the shared-state keywords and make the link (not started: see :meth:`start`).
 
         Returns:
