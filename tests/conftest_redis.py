@@ -6,6 +6,9 @@ Each setup is started once per session (a cluster takes about 2 s, a sentinel se
 1 s) and handed to each test healed and empty: the function-scoped fixtures restart any
 node a previous test killed, wait until every replica is synced again, and delete every
 key. A test may therefore kill nodes freely; it must not change the configuration.
+
+``fleet_redis`` runs a test twice: on a fresh single ``redis-server`` and on the session's
+cluster, through one interface (:class:`~tests.redisfleet.FleetRedis`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.rediscluster import LocalRedisCluster
+from tests.redisfleet import FleetRedis
 from tests.redissentinel import LocalSentinel
+from tests.redisserver import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +51,14 @@ def redis_sentinel(redis_sentinel_session: LocalSentinel) -> LocalSentinel:
     redis_sentinel_session.heal()
     redis_sentinel_session.flushall()
     return redis_sentinel_session
+
+
+@pytest.fixture(params=["single", "cluster"])
+def fleet_redis(request: pytest.FixtureRequest) -> Iterator[FleetRedis]:
+    """A fresh single redis-server, or the session's cluster healed and empty."""
+    if request.param == "single":
+        with RedisServer() as server:
+            yield FleetRedis("single", single=server)
+        return
+    cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+    yield FleetRedis("cluster", cluster=cluster)

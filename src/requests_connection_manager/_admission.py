@@ -381,6 +381,9 @@ class Admission:
     # ------------------------------------------------------------------ what the host said
     def _pause(self, ex: Exchange, seconds: float, source: str, now: float) -> float:
         paused = ex.host.pause_until(now + seconds, now)
+        fleet = ex.host.fleet
+        if fleet is not None and source != "slow-down":
+            fleet.share_pause(seconds)  # shared state: every process pauses (fleet2)
         self.bus.publish(HostPaused(ex.key, paused, source, now))
         return paused
 

@@ -17,7 +17,14 @@ What this adds to pybreaker:
 - a second way to open: the share of failed attempts over a sliding time window
   (:class:`~._failure_rate.FailureRateWindow`), with a minimum number of attempts, where
   an attempt slower than ``slow_call_duration`` counts as failed;
-- an injectable clock for the opening time, so the state machine can be tested instantly.
+- an injectable clock for the opening time, so the state machine can be tested instantly;
+- with shared state (``fleet``, a :class:`~._fleet_host.FleetHost`), the fleet's view: the
+  transitions are decided in Redis by one script each (a failure that reaches the
+  threshold or the fleet's failure ratio, a probe lease, a probe's verdict) and the
+  pybreaker state here *follows* them: its storage stays in memory, a copy of the shared
+  hash kept fresh by pub/sub, so pybreaker's listeners hear every change any process makes
+  (as pybreaker itself does when it notices a storage changed elsewhere). While Redis is
+  down, the same in-memory state is the local twin and the local rules apply.
 """
 
 from __future__ import annotations
@@ -30,16 +37,19 @@ import pybreaker
 
 from ._clock import Clock
 from ._failure_rate import FailureRateWindow
+from ._fleet_host import PROBE_CLOSED, PROBE_GRANTED
 from .config import BreakerConfig
 from .exceptions import CircuitBreakerOpen
 
 if TYPE_CHECKING:
-    from ._shared import ProbeSlots
+    from ._fleet_host import FleetHost
 
 __all__ = ["HostBreaker"]
 
 # How long a caller turned away because every half-open probe slot is taken is told to wait.
 _PROBE_BUSY_RETRY_AFTER = 1.0
+# The shortest wait a refusal announces.
+_MIN_RETRY_AFTER = 0.001
 
 
 class _TransitionListener(pybreaker.CircuitBreakerListener):
@@ -64,7 +74,7 @@ class HostBreaker:
         clock: The clock; its wall time stamps openings.
         on_transition: Called with ``(old_state, new_state)`` on every state change.
         storage: A pybreaker storage; a fresh ``CircuitMemoryStorage`` by default.
-        probe_slots: Counts half-open probes across processes (shared state), or None.
+        fleet: The host's shared state (Redis), or None.
     """
 
     def __init__(
@@ -74,7 +84,7 @@ class HostBreaker:
         clock: Clock,
         on_transition: Optional[Callable[[str, str], None]] = None,
         storage: Optional[pybreaker.CircuitBreakerStorage] = None,
-        probe_slots: Optional[ProbeSlots] = None,
+        fleet: Optional[FleetHost] = None,
     ) -> None:
         self.host = host
         self._clock = clock
@@ -90,8 +100,10 @@ class HostBreaker:
         )
         self._lock = threading.Lock()
         self._probes = 0
-        self._slots = probe_slots
         self._window: Optional[FailureRateWindow] = None  # built at the first verdict
+        self._fleet = fleet
+        if fleet is not None:
+            fleet.attach(settings, self.follow)
 
     @property
     def state(self) -> str:
@@ -100,7 +112,10 @@ class HostBreaker:
 
     @property
     def failure_count(self) -> int:
-        """Consecutive failures counted while closed."""
+        """Consecutive failures counted while closed (the fleet's, with shared state)."""
+        fleet = self._fleet
+        if fleet is not None and fleet.usable():
+            return fleet.snapshot()[1]
         return int(self._storage.counter)
 
     @property
@@ -129,14 +144,35 @@ class HostBreaker:
             host=self.host,
         )
 
+    def _busy(self) -> CircuitBreakerOpen:
+        return self._refuse(min(_PROBE_BUSY_RETRY_AFTER, self._settings.recovery_timeout))
+
+    def follow(self) -> None:
+        """Take the fleet's view into pybreaker's state; its listeners hear any change."""
+        fleet = self._fleet
+        assert fleet is not None
+        with self._lock:
+            state, _, opened_at = fleet.snapshot()
+            storage = self._storage
+            if opened_at is not None:
+                storage.opened_at = opened_at
+            if storage.state != state:
+                storage.state = state
+                if self._window is not None and state != pybreaker.STATE_HALF_OPEN:
+                    self._window.reset()
+                self._cb.state  # noqa: B018 - pybreaker notices the change and notifies
+
     def check(self) -> None:
         """Refuse early when the breaker is open and its recovery timeout has not elapsed.
 
-        A read-only test the pipeline makes before it waits for a rate-limit permit.
+        A read-only test the pipeline makes before it waits for a rate-limit permit (with
+        shared state, it reads Redis only when the cached view is stale).
 
         Raises:
             CircuitBreakerOpen: The breaker is open.
         """
+        if self._fleet is not None:
+            self._fleet.current()
         if self._storage.state == pybreaker.STATE_OPEN:
             remaining = self._open_remaining()
             if remaining > 0:
@@ -153,6 +189,11 @@ class HostBreaker:
         Raises:
             CircuitBreakerOpen: The breaker is open, or every half-open probe slot is taken.
         """
+        fleet = self._fleet
+        if fleet is not None and fleet.current():
+            admitted = self._admit_shared(fleet)
+            if admitted is not None:
+                return admitted
         with self._lock:
             state = self._storage.state
             if state == pybreaker.STATE_OPEN:
@@ -164,21 +205,42 @@ class HostBreaker:
                 self._cb.half_open()
                 state = pybreaker.STATE_HALF_OPEN
             if state == pybreaker.STATE_HALF_OPEN:
-                limit = self._settings.half_open_max_calls
-                if self._probes >= limit or (
-                    self._slots is not None and not self._slots.take(limit)
-                ):
-                    raise self._refuse(
-                        min(_PROBE_BUSY_RETRY_AFTER, self._settings.recovery_timeout)
-                    )
+                if self._probes >= self._settings.half_open_max_calls:
+                    raise self._busy()
                 self._probes += 1
                 return True
             return False
 
-    def _end_probe(self) -> None:
-        self._probes -= 1
-        if self._slots is not None:
-            self._slots.give()
+    def _admit_shared(self, fleet: FleetHost) -> Optional[bool]:
+        """Admission on the fleet's view; None when Redis failed meanwhile (decide locally)."""
+        state = self._storage.state
+        if state == pybreaker.STATE_CLOSED:
+            return False
+        if state == pybreaker.STATE_OPEN:
+            remaining = self._open_remaining()
+            if remaining > 0:
+                raise self._refuse(remaining)
+        elif fleet.held_off():
+            raise self._busy()  # every lease was taken a moment ago: no round trip
+        with self._lock:
+            if self._probes >= self._settings.half_open_max_calls:
+                raise self._busy()
+            self._probes += 1  # held while Redis is asked, so the local bound holds too
+        answer = fleet.acquire_probe()
+        if answer is not None and answer[0] == PROBE_GRANTED:
+            return True
+        with self._lock:
+            self._probes -= 1
+        if answer is None:
+            return None
+        code, wait = answer
+        if code == PROBE_CLOSED:
+            return False
+        if self._storage.state == pybreaker.STATE_OPEN:
+            raise self._refuse(max(wait, self._open_remaining(), _MIN_RETRY_AFTER))
+        refusal = self._busy()
+        fleet.hold_off(min(wait, refusal.retry_after or 0.0))
+        raise refusal
 
     def _ratio_trips(self, now: float, failed: bool, slow: bool) -> bool:
         settings = self._settings
@@ -192,6 +254,29 @@ class HostBreaker:
             return False  # a success only lowers the ratio
         return window.should_trip(now, settings.failure_rate, settings.minimum_calls)
 
+    def _end_probe(self, probe: bool, outcome: int) -> Optional[bool]:
+        """Count a probe out; with shared state give its lease back with its verdict.
+
+        Returns:
+            What the fleet decided (see :meth:`FleetHost.probe_done`), or None when there
+            is no fleet, no lease, or Redis failed: the local rules decide.
+        """
+        if not probe:
+            return None
+        with self._lock:
+            self._probes -= 1
+        fleet = self._fleet
+        return None if fleet is None else fleet.probe_done(outcome)
+
+    def _fleet_verdict(self, failed: bool, slow: bool) -> Optional[bool]:
+        """A normal attempt's verdict on the fleet's view; None to decide locally."""
+        fleet = self._fleet
+        if fleet is None or not fleet.usable():
+            return None
+        if self._storage.state != pybreaker.STATE_CLOSED:
+            return False  # a late result of an attempt admitted before it opened
+        return fleet.outcome(True, slow) if failed else fleet.success(slow)
+
     def record_success(self, probe: bool, now: float = 0.0, slow: bool = False) -> bool:
         """Report a successful attempt: a probe's success closes the breaker.
 
@@ -203,9 +288,10 @@ class HostBreaker:
         Returns:
             True when this attempt opened the breaker (a slow attempt tipping the ratio).
         """
+        shared = self._end_probe(True, 1) if probe else self._fleet_verdict(False, slow)
+        if shared is not None:
+            return shared and not probe
         with self._lock:
-            if probe:
-                self._end_probe()
             state = self._storage.state
             if state == pybreaker.STATE_HALF_OPEN and probe:
                 if self._window is not None:
@@ -230,9 +316,10 @@ class HostBreaker:
         Returns:
             True when this failure opened the breaker.
         """
+        shared = self._end_probe(True, 0) if probe else self._fleet_verdict(True, slow)
+        if shared is not None:
+            return shared
         with self._lock:
-            if probe:
-                self._end_probe()
             state = self._storage.state
             if state == pybreaker.STATE_HALF_OPEN:
                 if probe:
@@ -254,9 +341,7 @@ class HostBreaker:
         Args:
             probe: What :meth:`admit` returned for this attempt.
         """
-        if probe:
-            with self._lock:
-                self._end_probe()
+        self._end_probe(probe, -1)
 
     def is_idle(self, now: Optional[float] = None) -> bool:
         """Tell whether forgetting this breaker loses nothing (closed, no failures counted)."""

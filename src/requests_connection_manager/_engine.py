@@ -107,9 +107,7 @@ class Engine:
         self.closed = threading.Event()
         self.bus = EventBus()
         self.rng = random.Random()
-        self.shared = SharedLink.from_keywords(
-            redis_url, redis_client, redis_prefix, self.settings.policy
-        )
+        self.shared = SharedLink.from_keywords(redis_url, redis_client, redis_prefix)
         if self.shared is not None:
             self.shared.publish = self.bus.publish
         #: Host keys whose breaker is not closed (the early refusal looks only then).
@@ -130,6 +128,10 @@ class Engine:
         self.bus.subscribe(LogWriter())
         if on_event is not None:
             self.bus.subscribe(on_event)
+        if self.shared is not None:
+            # Checks the configuration (a refused password raises here) once the log and
+            # the subscribers hear events: an unreachable Redis is one warning.
+            self.shared.start()
         _forksafe.register(self)
 
     def secrets(self) -> Secrets:

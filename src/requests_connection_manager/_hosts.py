@@ -34,6 +34,7 @@ from ._slowdown import HostSlowdown
 from ._throttle import AdaptiveThrottle
 
 if TYPE_CHECKING:
+    from ._fleet_host import FleetHost
     from ._shared import SharedLink
     from .config import Policy
 
@@ -105,6 +106,7 @@ class HostState:
         quota: What is left of the quota the server advertised (None until one is).
         slowdown: The shared pause for 429s that give no hint.
         throttle: Adaptive client-side throttling, or None.
+        fleet: The host's shared state (Redis: breaker view and pause), or None.
         stats: The host's counters.
         in_flight: Attempts on the wire now.
     """
@@ -114,6 +116,7 @@ class HostState:
         "_paused_until",
         "breaker",
         "budget",
+        "fleet",
         "in_flight",
         "key",
         "limiter",
@@ -134,6 +137,7 @@ class HostState:
         self.quota: Optional[QuotaState] = None
         self.slowdown: Optional[HostSlowdown] = None
         self.throttle: Optional[AdaptiveThrottle] = None
+        self.fleet: Optional[FleetHost] = None
         self.stats = HostStats()
         self.in_flight = 0
         self.users = 0
@@ -255,6 +259,8 @@ class HostRegistry:
 
     def _build(self, state: HostState, policy: Policy) -> None:
         """(Re)build the parts of ``state`` whose settings changed; under the lock."""
+        if self._shared is not None and state.fleet is None:
+            state.fleet = self._shared.host(state.key, self._clock, state.pause_until)
         old = state.policy
         if old is None or old.rate_limit != policy.rate_limit or state.limiter is None:
             limit = policy.rate_limit
@@ -288,16 +294,12 @@ class HostRegistry:
     def _breaker(self, state: HostState, policy: Policy) -> HostBreaker:
         settings = policy.breaker
         assert settings is not None
-        shared = self._shared
         return HostBreaker(
             state.key,
             settings,
             self._clock,
             on_transition=self._transition_callback(state),
-            storage=None if shared is None else shared.breaker_storage(state.key),
-            probe_slots=None
-            if shared is None
-            else shared.probe_slots(state.key, settings.recovery_timeout),
+            fleet=state.fleet,
         )
 
     def _transition_callback(self, state: HostState) -> Callable[[str, str], None]:

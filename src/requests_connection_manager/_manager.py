@@ -119,10 +119,14 @@ class ConnectionManager(LegacyAPI):
         idempotency_keys: Send an ``Idempotency-Key`` (one per call, the same on every
             attempt and redirect hop) with POST and PATCH, and retry them like PUT.
         idempotency_key_header: The header the key is sent in.
-        redis_url: ``redis://...``: share rate limits and breaker state with every
-            process using the same Redis and ``redis_prefix`` (needs the ``redis`` extra).
-            Redis unreachable: calls go on with local state, one warning per outage.
-        redis_client: A ``redis.Redis`` client to use instead of ``redis_url``.
+        redis_url: ``redis://...``, ``redis+cluster://h1:p1,h2:p2`` or
+            ``redis+sentinel://h:p[,h2:p2]/service``: share rate limits, breaker state and
+            server-asked pauses with every process using the same Redis and
+            ``redis_prefix`` (needs the ``redis`` extra). Redis unreachable or slow: calls
+            go on with local state, one warning per outage. A refused password or ACL:
+            ``ValueError``.
+        redis_client: A ``redis.Redis``, ``redis.cluster.RedisCluster`` or
+            ``Sentinel(...).master_for(...)`` client to use instead of ``redis_url``.
         redis_prefix: Namespace of every Redis key this manager uses.
         clock: A clock for waits and deadlines (tests); the system clock by default.
         on_event: Called with every event of the manager (:mod:`.events`).

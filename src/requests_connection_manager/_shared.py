@@ -1,97 +1,145 @@
 """Shared state across processes through Redis: one quota and one view of a failing host.
 
-Installed with the ``redis`` extra (``redis`` and ``limits``). A :class:`SharedLink` owns
-the Redis connection of one manager and hands out, per host key:
+Installed with the ``redis`` extra. A :class:`SharedLink` owns the Redis connection of one
+manager (a single node, a Redis Cluster or a Sentinel-managed primary: see
+:mod:`._redis_target`) and hands out, per host key:
 
-- a limiter backed by ``limits`` with its Redis storage (fixed or moving window, per
-  ``rate_limit_strategy``), so every process draws from one quota;
-- a pybreaker storage whose state lives in pybreaker's ``CircuitRedisStorage``, so a
-  breaker opened by one process refuses calls in every process;
-- half-open probe slots counted in Redis, so the probe bound holds across processes.
+- a :class:`SharedLimiter`: one permit costs one ``EVALSHA`` (a fixed- or sliding-window
+  script, exact across processes, answering the wait of a refusal in the same round trip);
+- a :class:`~._fleet_host.FleetHost`: the host's breaker state and pause, cached in the
+  process and kept fresh by pub/sub, so a healthy call to a host with a breaker costs no
+  round trip at all; the breaker's transitions, its failure-rate window and its half-open
+  probe leases are scripts (:mod:`._fleet_scripts`, which says why they replace
+  pybreaker's ``CircuitRedisStorage`` and ``limits``).
 
-**Fail-open.** Every shared object keeps a local twin (an in-process limiter, a
-``CircuitMemoryStorage``). When Redis fails, the call goes on with the local twin, one
-warning is logged for the outage (not one per call), and the link tries Redis again at
-most every ``retry_interval`` seconds (one ``PING``); when it answers, sharing resumes and
-that is logged too. The connection made from ``redis_url`` uses short timeouts and no
-client-side retries, so a dead Redis costs a call at most one short timeout per interval.
+**Fail-open.** Every shared object keeps a local twin (an in-process limiter, pybreaker's
+in-memory state). When a Redis call fails, or two in a row answer slower than
+:data:`SLOW_REDIS` (a slow Redis is an unhealthy one: it would eat every call's deadline),
+calls go on with the local twin, :class:`~.events.SharedStateChanged` is published once for
+the outage (logged as one warning), and the ticker thread tries Redis again every
+``retry_interval`` seconds, off the calls' path. When it answers in time, sharing resumes
+(published and logged too) and every cached view is read again at its next use.
 
-Known pitfalls of ``CircuitRedisStorage`` and what is done about them: creating a breaker
-never resets shared state (keys are only created if missing, the initial state object is
-built without notification); keys are namespaced per manager prefix and host key; a
-missing key (expired, flushed) reads as a closed, clean breaker; pybreaker's own error
-logging (one ``logger.exception`` per failed Redis call) is routed into the link's
-health tracking instead of the log. Redis stores the opening time in whole seconds, so a
-shared breaker may admit its probe up to one second early.
+**Configuration errors** are found at construction: a refused password, or an ACL user
+without a command, key pattern or channel the scripts need, raises ``ValueError`` naming
+``redis_url`` or ``redis_client``. An unreachable Redis is not an error: the manager
+starts on local state, with one warning.
+
+No lock is held across a Redis call; Redis time spent by a call counts inside its
+``total_timeout`` like any other wait.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import sys
+import os
+import secrets
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import pybreaker
-
+from . import _redis_target
+from ._fleet_host import FleetHost
+from ._fleet_scripts import CHECK, PERMIT_FIXED, PERMIT_SLIDING, HostKeys, Script, parse_message
+from ._fleet_scripts import run as run_script
+from ._fleet_threads import Subscriber, Ticker
 from ._limiter import MIN_WAIT, Limiter
 from .events import SharedStateChanged
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from ._clock import Clock
+    from ._redis_target import RedisTarget
+    from .config import RateLimitConfig
 
-    from .config import Policy, RateLimitConfig
-
-__all__ = ["DEFAULT_REDIS_TIMEOUT", "FailoverStorage", "ProbeSlots", "SharedLimiter", "SharedLink"]
+__all__ = ["DEFAULT_REDIS_TIMEOUT", "SLOW_REDIS", "SharedLimiter", "SharedLink"]
 
 logger = logging.getLogger("requests_connection_manager")
 
-#: Connect and read timeout, seconds, of the connection made from ``redis_url``.
+#: Connect and read timeout, seconds, of the connections made from ``redis_url``.
 DEFAULT_REDIS_TIMEOUT = 0.25
 #: Seconds between attempts to reach Redis again during an outage.
 DEFAULT_RETRY_INTERVAL = 2.0
+#: A Redis call slower than this (seconds) is a strike; two in a row make Redis unhealthy.
+SLOW_REDIS = 0.1
+_SLOW_STRIKES = 2
+#: How long construction waits for the first subscription, in connect timeouts.
+_FIRST_SUBSCRIBE_WAIT = 4
+# Words of Redis errors that mean "this configuration can never work".
+_REFUSALS = (
+    "NOPERM",
+    "NOAUTH",
+    "WRONGPASS",
+    "permission",
+    "can't publish",
+    "can't run",
+    "can't access",
+    "unknown command",
+)
+
+
+class SlowRedis(Exception):
+    """Redis answered, but too slowly to be used on a call's path."""
 
 
 def _no_subscriber(event: Any) -> None:
     """Where a link's events go until a manager subscribes."""
 
 
+def _refusal(exc: BaseException) -> bool:
+    """Tell whether a Redis error says the configuration is wrong (not a passing outage)."""
+    try:
+        from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+    except ImportError:  # pragma: no cover - the link exists only with redis-py
+        return False
+    if isinstance(exc, (AuthenticationError, NoPermissionError)):
+        return True
+    return isinstance(exc, ResponseError) and any(word in str(exc) for word in _REFUSALS)
+
+
 class SharedLink:
-    """The Redis connection of one manager, with its health.
+    """The Redis connection of one manager, with its health, cache and background threads.
 
     Args:
-        client: A ``redis.Redis`` client.
+        target: Where Redis is, and its client.
         prefix: Namespace of every key this manager writes.
-        owned: Close the client with :meth:`close` (True when made from a URL).
         retry_interval: Seconds between attempts to reach Redis again during an outage.
     """
 
     def __init__(
         self,
-        client: Any,
+        target: RedisTarget,
         prefix: str,
         *,
-        owned: bool = False,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
     ) -> None:
-        self.client = client
+        self.target = target
         self.prefix = prefix
-        self._owned = owned
+        #: The events channel of this prefix.
+        self.channel = f"{prefix}:rcm:events"
+        self.publish: Callable[[Any], None] = _no_subscriber
+        #: The subscription is confirmed and not lost since.
+        self.live = False
+        #: Bumped at every (re)subscription and every recovery: older copies are stale.
+        self.epoch = 0
         self._retry_interval = retry_interval
         self._lock = threading.Lock()
         self._down = False
+        self._strikes = 0
         self._retry_at = 0.0
         self._outages = 0
-        self._limits_storage: Any = None
-        self._strategies: dict[str, Any] = {}
-        self.publish: Callable[[Any], None] = _no_subscriber
+        self._closed = False
+        self._hosts: weakref.WeakValueDictionary[str, FleetHost] = weakref.WeakValueDictionary()
+        self._id = f"{os.getpid()}.{secrets.token_hex(4)}"
+        self._ids = itertools.count(1)
+        self._pid = os.getpid()
+        self._subscriber = Subscriber(self)
+        self._ticker = Ticker(self)
 
     @classmethod
-    def from_keywords(
-        cls, redis_url: Any, redis_client: Any, prefix: Any, policy: Policy
-    ) -> Optional[SharedLink]:
-        """Validate the shared-state keywords and connect (lazily: nothing is sent yet).
+    def from_keywords(cls, redis_url: Any, redis_client: Any, prefix: Any) -> Optional[SharedLink]:
+        """Validate the shared-state keywords and make the link (not started: see :meth:`start`).
 
         Returns:
             The link, or None when neither ``redis_url`` nor ``redis_client`` is given.
@@ -104,75 +152,91 @@ class SharedLink:
             raise ValueError(f"redis_prefix must be a non-empty str without spaces, got {prefix!r}")
         if redis_url is not None and redis_client is not None:
             raise ValueError("give redis_url or redis_client, not both")
-        if redis_url is None and redis_client is None:
-            return None
-        limit = policy.rate_limit
-        if limit is not None and not float(limit.period).is_integer():
-            raise ValueError(
-                "rate_limit_period must be a whole number of seconds with shared state, "
-                f"got {limit.period!r}"
-            )
         if redis_client is not None:
-            if not callable(getattr(redis_client, "ping", None)):
-                raise TypeError(
-                    f"redis_client must be a redis.Redis client, got {type(redis_client).__name__}"
-                )
-            return cls(redis_client, prefix)
+            return cls(_redis_target.from_client(redis_client, DEFAULT_REDIS_TIMEOUT), prefix)
+        if redis_url is None:
+            return None
         if not isinstance(redis_url, str):
             raise TypeError(f"redis_url must be a str, got {type(redis_url).__name__}")
-        return cls.connect(redis_url, prefix)
+        return cls(_redis_target.from_url(redis_url, DEFAULT_REDIS_TIMEOUT), prefix)
 
-    @classmethod
-    def connect(cls, url: str, prefix: str, timeout: float = DEFAULT_REDIS_TIMEOUT) -> SharedLink:
-        """Make a link from a ``redis://`` URL with short timeouts and no client retries.
+    # ------------------------------------------------------------------------- start
+    def start(self) -> None:
+        """Check the configuration against Redis, then start listening and ticking.
 
         Raises:
-            ValueError: The URL is not a Redis URL, or the ``redis`` extra is missing.
+            ValueError: Redis refused the password, or the user lacks a command, key
+                pattern or channel the scripts need (``redis_url``/``redis_client`` named).
         """
         try:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError as exc:
-            raise ValueError(
-                "redis_url needs the 'redis' extra: "
-                "pip install 'requests-connection-manager[redis]'"
-            ) from exc
-        try:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-            )
-        except ValueError as exc:
-            raise ValueError(f"redis_url is not a Redis URL: {exc}") from None
-        return cls(client, prefix, owned=True)
+            client = self.target.client()
+            tag = f"{{{self.prefix}:~check}}"
+            keys, args = [f"{tag}:h", f"{tag}:z"], [self.channel]
+            client.eval(CHECK.source, 2, *keys, *args)  # EVAL, and EVALSHA next
+            client.evalsha(CHECK.sha, 2, *keys, *args)
+        except Exception as exc:  # noqa: BLE001 - sorted below: refusal or outage
+            self._refused_or_down(exc)
+        self._start_threads()
+        if not self._down and self._subscriber.first_attempt.wait(
+            self.target.timeout * _FIRST_SUBSCRIBE_WAIT
+        ):
+            error = self._subscriber.first_error
+            if error is not None and _refusal(error):
+                self.close()
+                self._raise_refused(error)
+
+    def _refused_or_down(self, exc: BaseException) -> None:
+        if _refusal(exc):
+            self.target.close()
+            self._raise_refused(exc)
+        self.failed(exc)
+
+    def _raise_refused(self, exc: BaseException) -> None:
+        raise ValueError(
+            f"{self.target.keyword}: Redis refused the shared-state setup "
+            f"({type(exc).__name__}: {exc}); check the password, and that the user may run "
+            f"EVAL, EVALSHA, PUBLISH and SUBSCRIBE on keys '{{{self.prefix}:*' and channel "
+            f"'{self.channel}'"
+        ) from None
+
+    def _start_threads(self) -> None:
+        self._pid = os.getpid()
+        self._subscriber.start()
+        self._ticker.start()
 
     # ------------------------------------------------------------------------- health
-    def available(self) -> bool:
-        """Tell whether to use Redis now; during an outage, one caller per interval pings it."""
-        if not self._down:
-            return True
-        now = time.monotonic()
-        with self._lock:
-            if now < self._retry_at:
-                return False
-            self._retry_at = now + self._retry_interval
+    def usable(self) -> bool:
+        """Tell whether to use Redis now (False during an outage: use local state)."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        return not self._down
+
+    def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a script in one round trip; None when Redis failed (or is down)."""
+        if self._down:
+            return None
+        started = time.perf_counter()
         try:
-            self.client.ping()
-        except Exception as exc:  # noqa: BLE001 - any failure means "still down"
+            reply = run_script(self.target.client(), script, keys, args)
+        except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open to local
             self.failed(exc)
-            return False
-        self._resumed()
-        return True
+            return None
+        elapsed = time.perf_counter() - started
+        if elapsed > SLOW_REDIS:
+            with self._lock:
+                self._strikes += 1
+                strikes = self._strikes
+            if strikes >= _SLOW_STRIKES:
+                self.failed(SlowRedis(f"{elapsed * 1000:.0f} ms for one command"))
+        elif self._strikes:
+            self._strikes = 0
+        return reply
 
     def failed(self, exc: Optional[BaseException]) -> None:
-        """Record a failed Redis call; the first of an outage is logged as a warning."""
+        """Record a failed (or slow) Redis call; the first of an outage is published."""
         with self._lock:
             self._retry_at = time.monotonic() + self._retry_interval
-            if self._down:
+            if self._down or self._closed:
                 return
             self._down = True
             self._outages += 1
@@ -189,242 +253,154 @@ class SharedLink:
             if not self._down:
                 return
             self._down = False
+            self._strikes = 0
+            self.epoch += 1  # whatever was cached during the outage is read again
         self.publish(SharedStateChanged(True, None, time.monotonic()))
 
+    def _probe(self) -> None:
+        """During an outage, one health check per interval (off the calls' path)."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return
+        self._retry_at = now + self._retry_interval
+        started = time.perf_counter()
+        try:
+            self.target.check_health()
+        except Exception as exc:  # noqa: BLE001 - any failure means "still down"
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("shared state: Redis still unusable (%r)", exc)
+            return
+        if time.perf_counter() - started <= SLOW_REDIS:
+            self._resumed()
+
+    def tick(self) -> None:
+        """The ticker's work: health checks during an outage; else flushes and leases."""
+        if self._down:
+            self._probe()
+            return
+        now = time.monotonic()
+        for host in list(self._hosts.values()):
+            host.tick(now)
+
+    # ----------------------------------------------------------------------- pub/sub
+    def subscribed(self) -> None:
+        """The subscriber (re)subscribed: every copy read before now is stale."""
+        with self._lock:
+            self.epoch += 1
+            self.live = True
+
+    def unsubscribed(self) -> None:
+        """The subscription is lost: copies are polled until it is back."""
+        self.live = False
+
+    def token(self) -> int:
+        """The epoch a read made now belongs to (-1 without a subscription: polled)."""
+        return self.epoch if self.live else -1
+
+    def on_message(self, data: Any) -> None:
+        """A message of the events channel: hand it to the host it is about."""
+        parsed = parse_message(data)
+        if parsed is None:
+            return
+        host = self._hosts.get(parsed[0])
+        if host is not None:
+            host.apply(parsed[1])
+
+    def unique(self) -> str:
+        """An id no other process or call uses (permits, leases)."""
+        return f"{self._id}.{next(self._ids)}"
+
+    # ---------------------------------------------------------------------- factories
+    def host(self, key: str, clock: Clock, on_pause: Callable[[float, float], float]) -> FleetHost:
+        """A new cached view of ``key`` for one host state; messages about ``key`` go to it."""
+        host = FleetHost(self, key, clock, on_pause)
+        self._hosts[key] = host
+        return host
+
+    def limiter(self, settings: RateLimitConfig, key: str, local: Limiter) -> SharedLimiter:
+        """Return the shared limiter of ``key``, falling back to ``local``."""
+        return SharedLimiter(self, settings, HostKeys(self.prefix, key), local)
+
+    # ------------------------------------------------------------------------ the rest
     def status(self) -> dict[str, Any]:
         """The block of ``get_stats()`` that describes shared state."""
         return {
             "enabled": True,
             "backend": "redis",
+            "topology": self.target.kind,
             "prefix": self.prefix,
             "healthy": not self._down,
+            "subscribed": self.live,
             "outages": self._outages,
         }
 
+    def _after_fork(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self.live = False
+            self.epoch += 1
+            self._subscriber = Subscriber(self)
+            self._ticker = Ticker(self)
+        if not self._closed:
+            self._start_threads()
+
     def reinit_after_fork(self) -> None:
-        """A fresh lock in a forked child (redis-py reconnects on its own after a fork)."""
+        """Fresh locks and no cached host in a forked child; threads restart at the next use."""
         self._lock = threading.Lock()
+        self.live = False
+        self._hosts = weakref.WeakValueDictionary()  # the host table is rebuilt empty too
+        self.target.reinit_after_fork()
 
     def close(self) -> None:
-        """Close the connection if this link made it."""
-        if self._owned:
-            self.client.close()
-
-    # ---------------------------------------------------------------------- factories
-    def namespace(self, key: str) -> str:
-        """The Redis namespace of one host key."""
-        return f"{self.prefix}:{key}"
-
-    def limiter(self, settings: RateLimitConfig, key: str, local: Limiter) -> SharedLimiter:
-        """Return the shared limiter of ``key``, falling back to ``local``."""
-        from limits import RateLimitItemPerSecond
-
-        item = RateLimitItemPerSecond(
-            settings.requests, int(settings.period), namespace=self.prefix
-        )
-        # The strategy is part of the key: the two keep different Redis types under it.
-        identifiers = (key, settings.strategy)
-        return SharedLimiter(self, self._strategy(settings.strategy), item, identifiers, local)
-
-    def _strategy(self, name: str) -> Any:
+        """Stop the threads and close the connection if this link made it."""
         with self._lock:
-            if name not in self._strategies:
-                from limits.storage import RedisStorage
-                from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
-
-                if self._limits_storage is None:
-                    self._limits_storage = RedisStorage(
-                        "redis://", connection_pool=self.client.connection_pool
-                    )
-                kind = (
-                    MovingWindowRateLimiter if name == "sliding-window" else FixedWindowRateLimiter
-                )
-                self._strategies[name] = kind(self._limits_storage)
-            return self._strategies[name]
-
-    def breaker_storage(self, key: str) -> FailoverStorage:
-        """Return the breaker storage of ``key``: Redis while it answers, local otherwise."""
-        return FailoverStorage(self, self.namespace(key))
-
-    def probe_slots(self, key: str, ttl: float) -> ProbeSlots:
-        """Return the cross-process half-open probe counter of ``key``."""
-        return ProbeSlots(self, f"{self.namespace(key)}:probes", ttl)
+            self._closed = True
+        self._subscriber.stop()
+        self._ticker.stop()
+        self.target.close()
 
 
 class SharedLimiter:
-    """A ``limits`` limiter in Redis, with an in-process twin used while Redis is down."""
+    """A rate limit kept in Redis by one script per permit, with an in-process twin.
+
+    Args:
+        link: The manager's link.
+        settings: The limit.
+        keys: The host's keys.
+        local: The twin used while Redis is down.
+    """
 
     def __init__(
-        self,
-        link: SharedLink,
-        strategy: Any,
-        item: Any,
-        identifiers: tuple[str, ...],
-        local: Limiter,
+        self, link: SharedLink, settings: RateLimitConfig, keys: HostKeys, local: Limiter
     ) -> None:
         self._link = link
-        self._strategy = strategy
-        self._item = item
-        self._identifiers = identifiers
         self._local = local
+        self._limit = settings.requests
+        self._period_ms = max(1, round(settings.period * 1000))
+        self._sliding = settings.strategy == "sliding-window"
+        if self._sliding:
+            self._script = PERMIT_SLIDING
+            self._key = keys.sliding(self._limit, self._period_ms)
+        else:
+            self._script = PERMIT_FIXED
+            self._key = keys.fixed(self._limit, self._period_ms)
 
     def try_acquire(self) -> float:
         """Take a permit from the shared quota (or the local one during an outage)."""
-        if self._link.available():
-            try:
-                if self._strategy.hit(self._item, *self._identifiers):
+        link = self._link
+        if link.usable():
+            args: list[Any] = [self._limit, self._period_ms, 1]
+            if self._sliding:
+                args.append(link.unique())
+            reply = link.run(self._script, [self._key], args)
+            if reply is not None:
+                if int(reply[0]):
                     return 0.0
-                stats = self._strategy.get_window_stats(self._item, *self._identifiers)
-                return max(float(stats.reset_time) - time.time(), MIN_WAIT)
-            except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open to local
-                self._link.failed(exc)
+                return max(int(reply[2]) / 1000, MIN_WAIT)
         return self._local.try_acquire()
 
     def quiet(self) -> bool:
         """The shared window lives in Redis; only the local twin's matters here."""
         return self._local.quiet()
-
-
-class _ErrorSink:
-    """Stands in for ``CircuitRedisStorage.logger``: a failed call marks an outage instead."""
-
-    def __init__(self, link: SharedLink) -> None:
-        self._link = link
-
-    def exception(self, *args: Any, **kwargs: Any) -> None:
-        self._link.failed(sys.exc_info()[1])
-
-    error = warning = exception
-
-
-class FailoverStorage(pybreaker.CircuitBreakerStorage):
-    """A pybreaker storage: ``CircuitRedisStorage`` while Redis answers, memory otherwise.
-
-    Args:
-        link: The manager's shared link.
-        namespace: This host's key namespace in Redis.
-    """
-
-    def __init__(self, link: SharedLink, namespace: str) -> None:
-        super().__init__("redis-failover")
-        self._link = link
-        self._namespace = namespace
-        self._local = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-        self._remote: Optional[pybreaker.CircuitRedisStorage] = None
-
-    def _store(self) -> pybreaker.CircuitBreakerStorage:
-        if not self._link.available():
-            return self._local
-        remote = self._remote
-        if remote is None:
-            try:
-                # Creating it only adds missing keys (SETNX): shared state is never reset.
-                remote = pybreaker.CircuitRedisStorage(
-                    pybreaker.STATE_CLOSED, self._link.client, namespace=self._namespace
-                )
-            except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open to local
-                self._link.failed(exc)
-                return self._local
-            remote.logger = _ErrorSink(self._link)  # type: ignore[assignment]
-            self._remote = remote
-        return remote
-
-    @property
-    def state(self) -> str:
-        """The breaker's state name."""
-        return str(self._store().state)
-
-    @state.setter
-    def state(self, state: str) -> None:
-        store = self._store()
-        store.state = state
-        if store is not self._local:
-            self._local.state = state  # the twin follows, for the next outage
-
-    def increment_counter(self) -> None:
-        """Add one to the failure counter."""
-        self._store().increment_counter()
-
-    def reset_counter(self) -> None:
-        """Set the failure counter to zero."""
-        self._store().reset_counter()
-
-    def increment_success_counter(self) -> None:
-        """Add one to the success counter (pybreaker >= 1.3)."""
-        store = self._store()
-        if hasattr(store, "increment_success_counter"):
-            store.increment_success_counter()
-
-    def reset_success_counter(self) -> None:
-        """Set the success counter to zero (pybreaker >= 1.3)."""
-        store = self._store()
-        if hasattr(store, "reset_success_counter"):
-            store.reset_success_counter()
-
-    @property
-    def counter(self) -> int:
-        """Consecutive failures."""
-        return int(self._store().counter)
-
-    @property
-    def success_counter(self) -> int:
-        """Consecutive half-open successes (pybreaker >= 1.3)."""
-        return int(getattr(self._store(), "success_counter", 0))
-
-    @property
-    def opened_at(self) -> Optional[datetime]:
-        """When the breaker last opened."""
-        return self._store().opened_at
-
-    @opened_at.setter
-    def opened_at(self, when: datetime) -> None:
-        store = self._store()
-        store.opened_at = when
-        if store is not self._local:
-            self._local.opened_at = when
-
-
-class ProbeSlots:
-    """Half-open probes in flight across every process, counted in Redis (best effort).
-
-    A slot is taken with ``INCR`` and given back with ``DECR``; the key expires after
-    ``ttl`` seconds, so a process that dies holding a slot delays recovery by at most that.
-    While Redis is down, only the local bound applies.
-    """
-
-    def __init__(self, link: SharedLink, key: str, ttl: float) -> None:
-        self._link = link
-        self._key = key
-        self._ttl = max(1, int(ttl + 0.999))
-        self._held = 0
-        self._lock = threading.Lock()
-
-    def take(self, maximum: int) -> bool:
-        """Take a slot if fewer than ``maximum`` are taken across processes."""
-        if not self._link.available():
-            return True
-        try:
-            pipe = self._link.client.pipeline()
-            pipe.incr(self._key)
-            pipe.expire(self._key, self._ttl)
-            taken = int(pipe.execute()[0])
-            if taken > maximum:
-                self._link.client.decr(self._key)
-                return False
-        except Exception as exc:  # noqa: BLE001 - any Redis failure: local bound only
-            self._link.failed(exc)
-            return True
-        with self._lock:
-            self._held += 1
-        return True
-
-    def give(self) -> None:
-        """Give back a slot taken by :meth:`take` (nothing if it was taken locally)."""
-        with self._lock:
-            if not self._held:
-                return
-            self._held -= 1
-        try:
-            self._link.client.decr(self._key)
-        except Exception as exc:  # noqa: BLE001 - the key expires on its own
-            self._link.failed(exc)
