@@ -139,3 +139,10 @@ def test_connect_and_read_timeouts_override_timeout() -> None:
     stats = cm.get_stats()
     assert (stats["connect_timeout"], stats["read_timeout"]) == (2.0, 7.0)
     cm.close()
+
+
+def test_an_endpoints_rate_limit_max_wait_bounds_the_waits_the_server_asks_for() -> None:
+    """rate_limit_max_wait set for one endpoint only: that endpoint never waits for a pause."""
+    with ConnectionManager(endpoint_configs={"api.example.com": {"rate_limit_max_wait": 0}}) as cm:
+        assert cm.policy_for("http://api.example.com/x").signals.max_wait == 0
+        assert cm.policy.signals.max_wait is None

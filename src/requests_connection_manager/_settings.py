@@ -74,6 +74,7 @@ _PARTS = {
         "adaptive_throttling",
         "adaptive_throttling_k",
         "adaptive_throttling_max_probability",
+        "rate_limit_max_wait",
     },
     "tls": set(TLS_KEYS),
 }

@@ -106,7 +106,7 @@ class AttemptFinished(NamedTuple):
         error: The requests exception class name when it failed without a response.
         verdict: ``"success"``, ``"failure"`` (counted against the host by the breaker) or
             ``"neutral"`` (says nothing about the host: a client-side error, the caller's
-            own deadline, a 4xx).
+            own deadline, a local file error). A response below 500 is a success.
         duration: Seconds the attempt took.
         time: Monotonic time of the event.
     """
@@ -168,8 +168,8 @@ class Waited(NamedTuple):
         request_id: The request it belongs to.
         host: The host key.
         reason: ``"pause"`` (a Retry-After, a server quota reset or a slow-down seen by any
-            caller), ``"rate_limit"`` (the client limiter), ``"backoff"`` (between retries)
-            or ``"connection"`` (a free pooled connection, with ``pool_block=True``).
+            caller), ``"rate_limit"`` (the client limiter), ``"quota"`` (answers in flight
+            to say what remains of the server's quota) or ``"backoff"`` (between retries).
         seconds: How long it waited.
         time: Monotonic time of the event (the end of the wait).
     """
