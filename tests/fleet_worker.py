@@ -1,16 +1,20 @@
 """A worker process for the fleet tests: calls through a manager that shares state in Redis.
 
 Run as ``python -m tests.fleet_worker --redis URL --url URL --calls N [...]``; prints one
-JSON list with the outcome of each call (a status code, or an exception class name).
+JSON list with the outcome of each call (a status code, or an exception class name), and
+on stderr ``outages=N``: how often this process fell back to local state (Redis failing
+or too slow), during which the quota is not shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Optional
 
 from requests_connection_manager import ConnectionManager, ConnectionManagerError
+from requests_connection_manager.events import Event, SharedStateChanged
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -27,6 +31,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--recovery", type=float, default=60)
     args = parser.parse_args(argv)
     outcomes: list[object] = []
+    outages: list[str] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, SharedStateChanged) and not event.healthy:
+            outages.append(str(event.cause))
+
     with ConnectionManager(
         max_retries=0,
         redis_url=args.redis,
@@ -37,6 +47,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         circuit_breaker_failure_threshold=args.threshold,
         circuit_breaker_recovery_timeout=args.recovery,
         total_timeout=30,
+        on_event=on_event,
     ) as cm:
         for _ in range(args.calls):
             try:
@@ -44,6 +55,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             except ConnectionManagerError as exc:
                 outcomes.append(type(exc).__name__)
     print(json.dumps(outcomes))
+    print(f"outages={len(outages)} {' '.join(outages)}", file=sys.stderr)
     return 0
 
 

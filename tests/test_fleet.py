@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -80,27 +81,49 @@ def _max_in_window(times: list[float], window: float) -> int:
 def test_three_processes_share_one_sliding_window_quota(
     app: AppServer, fleet_redis: FleetRedis
 ) -> None:
-    """3 workers x 12 calls under a shared 10/s quota: never more than 10 in any second."""
-    arrivals = _arrivals(app, "/quota")
-    workers = _workers(
-        3,
-        "--redis", fleet_redis.url,
-        "--url", app.url("/quota"),
-        "--calls", "12",
-        "--rate", "10",
-        "--period", "1",
-        "--strategy", "sliding-window",
-    )  # fmt: skip
-    results = [_outcomes(w) for w in workers]
-    assert results == [[200] * 12] * 3
+    """3 workers x 12 calls under a shared 10/s quota: never more than 10 in any second.
+
+    The guarantee holds while Redis is healthy. A worker that found Redis too slow (two
+    answers over 100 ms in a row: a loaded CI machine starting three interpreters can do
+    that) fell back to its local quota, as documented, and says so: that run is repeated,
+    at most three times in all.
+    """
+    for _ in range(3):
+        arrivals = _arrivals(app, "/quota")
+        workers = _workers(
+            3,
+            "--redis", fleet_redis.url,
+            "--url", app.url("/quota"),
+            "--calls", "12",
+            "--rate", "10",
+            "--period", "1",
+            "--strategy", "sliding-window",
+        )  # fmt: skip
+        reports = [_report(w) for w in workers]
+        if all(outages == 0 for _, outages in reports):
+            break
+        time.sleep(1.0)  # let the window empty before the next run
+    assert [outages for _, outages in reports] == [0, 0, 0], "Redis was unhealthy in 3 runs"
+    assert [outcomes for outcomes, _ in reports] == [[200] * 12] * 3
     assert len(arrivals) == 36
-    # The limiter grants at most 10 starts in any 1 s window; each arrival then carries its
-    # own latency (a fresh connection costs a few ms more than a kept-alive one, a loaded CI
-    # machine more, a cold interpreter's first call 50 ms and more), so the server-side check
-    # allows 100 ms of that jitter. Without the shared quota all 36 would arrive within a
+    # The limiter grants at most 10 starts in any 1 s window (on Redis's clock); each
+    # arrival then carries its own latency (a fresh connection costs a few ms more than a
+    # kept-alive one, a loaded CI machine more, a cold interpreter's first call 50 ms and
+    # more), so the server-side check allows 200 ms of that jitter. 36 grants need at least
+    # three turns of the window. Without the shared quota all 36 would arrive within a
     # fraction of a second.
-    assert _max_in_window(arrivals, 0.9) <= 10
-    assert _max_in_window(arrivals, 1.9) <= 20
+    assert max(arrivals) - min(arrivals) >= 2.5
+    assert _max_in_window(arrivals, 0.8) <= 10
+    assert _max_in_window(arrivals, 1.8) <= 20
+
+
+def _report(process: subprocess.Popen[str]) -> tuple[list[object], int]:
+    """A worker's outcomes and how many outages of shared state it saw."""
+    out, err = process.communicate(timeout=45)
+    assert process.returncode == 0, err
+    outages = re.search(r"outages=(\d+)", err)
+    assert outages is not None, err
+    return json.loads(out), int(outages.group(1))
 
 
 def test_fixed_window_quota_is_shared_too(fleet_redis: FleetRedis, app: AppServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import pickle
@@ -466,16 +467,22 @@ def test_a_request_that_never_finishes_is_ended_by_the_bound(
     """Past MAX_OPEN_REQUESTS the oldest unfinished request is ended, marked as evicted."""
     monkeypatch.setattr(telemetry_module, "MAX_OPEN_REQUESTS", 4)
     host = "http://127.0.0.1:9"
-    with otel.manager() as cm:
-        telemetry = cm._engine.telemetry
-        assert telemetry is not None
+
+    def start_ten() -> None:
+        # Another thread's requests each: the spans they attach are never detached, so
+        # this runs in a copy of the test's context, which is dropped afterwards.
         for request_id in range(1, 11):
-            # Another thread's requests: this thread's context is not touched.
             telemetry._thread.request_id = None
             telemetry._thread.tokens = []
             _publish(cm, RequestStarted(request_id, host, "GET", f"{host}/{request_id}", 0.0))
+
+    with otel.manager() as cm:
+        telemetry = cm._engine.telemetry
+        assert telemetry is not None
+        contextvars.copy_context().run(start_ten)
         assert telemetry.open_requests() == 4
         telemetry._thread.request_id = None
+        telemetry._thread.tokens = []
     evicted = otel.requests()
     assert len(evicted) == 6
     assert {_attributes(s)["error.type"] for s in evicted} == {"rcm.telemetry.evicted"}
