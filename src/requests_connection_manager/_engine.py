@@ -47,6 +47,21 @@ def keywords_of(init: Callable[..., Any]) -> Callable[..., Any]:
     return init
 
 
+def _check_observers(
+    clock: Optional[Clock],
+    on_event: Optional[Subscriber],
+    telemetry: Any,
+    tracer_provider: Any,
+    meter_provider: Any,
+) -> None:
+    """Refuse a junk clock, subscriber, telemetry switch or provider at construction."""
+    _check_clock(clock)
+    check_bool("telemetry", telemetry)
+    check_providers(tracer_provider, meter_provider)
+    if on_event is not None and not callable(on_event):
+        raise TypeError(f"on_event must be callable or None, got {type(on_event).__name__}")
+
+
 class Engine:
     """Everything the session and the adapter of one manager share.
 
@@ -84,11 +99,7 @@ class Engine:
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
-        _check_clock(clock)
-        check_bool("telemetry", telemetry)
-        check_providers(tracer_provider, meter_provider)
-        if on_event is not None and not callable(on_event):
-            raise TypeError(f"on_event must be callable or None, got {type(on_event).__name__}")
+        _check_observers(clock, on_event, telemetry, tracer_provider, meter_provider)
         # Providers are not pickled: an unpickled engine uses the global ones.
         self._rebuild_with = {
             "clock": clock,
@@ -118,21 +129,25 @@ class Engine:
         self.admission = Admission(self.clock, self.closed, self.bus, self.rng)
         self.plugins = PluginManager()
         self.plugins.secrets = self.secrets
-        self.bus.subscribe(StatsRecorder(self.hosts))
-        # Before the log writer: its lines are written while the request's span is current.
         self.telemetry = Telemetry.build(
             telemetry, tracer_provider, meter_provider, self.hosts, self.closed, self.shared
         )
-        if self.telemetry is not None:
-            self.bus.subscribe(self.telemetry)
-        self.bus.subscribe(LogWriter())
-        if on_event is not None:
-            self.bus.subscribe(on_event)
+        self._subscribe_observers(on_event)
         if self.shared is not None:
             # Checks the configuration (a refused password raises here) once the log and
             # the subscribers hear events: an unreachable Redis is one warning.
             self.shared.start()
         _forksafe.register(self)
+
+    def _subscribe_observers(self, on_event: Optional[Subscriber]) -> None:
+        """Subscribe the stats, telemetry, the log writer and the user's ``on_event``."""
+        self.bus.subscribe(StatsRecorder(self.hosts))
+        # Before the log writer: its lines are written while the request's span is current.
+        if self.telemetry is not None:
+            self.bus.subscribe(self.telemetry)
+        self.bus.subscribe(LogWriter())
+        if on_event is not None:
+            self.bus.subscribe(on_event)
 
     def secrets(self) -> Secrets:
         """Every credential value the manager knows, for redaction by value."""

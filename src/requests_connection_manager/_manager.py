@@ -20,6 +20,7 @@ from ._engine import build_engine, keywords_of
 from ._legacy import LegacyAPI
 from ._session import ManagedSession
 from ._validate import CertType, VerifyType
+from ._verbs import HTTPVerbs
 from .config import DEFAULT_IDEMPOTENCY_HEADER, Policy
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionManager"]
 
 
-class ConnectionManager(LegacyAPI):
+class ConnectionManager(LegacyAPI, HTTPVerbs):
     """Connection pooling, retries, rate limiting and circuit breaking for ``requests``.
 
     Use it like a ``requests.Session``::
@@ -254,35 +255,6 @@ class ConnectionManager(LegacyAPI):
         if "timeout" in kwargs and kwargs["timeout"] is None:
             kwargs["timeout"] = TimeoutSauce(connect=None, read=None)
         return self._session.request(method=method, url=url, **kwargs)
-
-    def get(self, url: str, **kwargs: Any) -> Response:
-        """Send a GET request. See :meth:`request`."""
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> Response:
-        """Send a POST request. See :meth:`request`."""
-        return self.request("POST", url, **kwargs)
-
-    def put(self, url: str, **kwargs: Any) -> Response:
-        """Send a PUT request. See :meth:`request`."""
-        return self.request("PUT", url, **kwargs)
-
-    def patch(self, url: str, **kwargs: Any) -> Response:
-        """Send a PATCH request. See :meth:`request`."""
-        return self.request("PATCH", url, **kwargs)
-
-    def delete(self, url: str, **kwargs: Any) -> Response:
-        """Send a DELETE request. See :meth:`request`."""
-        return self.request("DELETE", url, **kwargs)
-
-    def head(self, url: str, **kwargs: Any) -> Response:
-        """Send a HEAD request (redirects not followed unless asked, as in requests)."""
-        kwargs.setdefault("allow_redirects", False)
-        return self.request("HEAD", url, **kwargs)
-
-    def options(self, url: str, **kwargs: Any) -> Response:
-        """Send an OPTIONS request. See :meth:`request`."""
-        return self.request("OPTIONS", url, **kwargs)
 
     # ------------------------------------------------------------------------ lifecycle
     def close(self) -> None:
