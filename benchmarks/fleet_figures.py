@@ -14,8 +14,11 @@ breaker + fixed-window limit; breaker + sliding-window limit) and each Redis (on
 keep-alive GETs to a loopback HTTP server, alternating a manager without shared state and
 one with it, after a warm-up. Reported: the median over rounds of the mean time per call,
 for each, and the median of the rounds' differences (the time shared state adds: paired
-rounds cancel most of the drift of a shared machine); a redis-py ``PING`` round trip on the
-same machine for scale (``ping_us``); round trips per call on the
+rounds cancel most of the drift of a shared machine); the CPU time the calling thread adds
+per call (``added_cpu_us``: ``time.thread_time``, which other processes' load inflates
+less; Redis's own work is not in it); the time the call's path spends in Redis scripts,
+per call (``redis_us``: each script timed where the link runs it); a redis-py ``PING``
+round trip on the same machine for scale (``ping_us``); round trips per call on the
 call's path (every script the manager runs, counted by the thread that runs it: the
 caller's thread is the call's path, ``rcm-fleet-tick`` the background flusher); and the
 scripts the Redis nodes ran per call (``INFO commandstats``: EVALSHA + EVAL, background
@@ -99,18 +102,24 @@ def _http() -> Iterator[str]:
 
 
 class _ScriptCounter:
-    """Counts every script a link runs, by the name of the thread that runs it."""
+    """Counts every script a link runs by the name of the thread that runs it, and times them."""
 
     def __init__(self) -> None:
         self.by_thread: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
         self._real = shared_module.run_script
         self._lock = threading.Lock()
 
     def __enter__(self) -> _ScriptCounter:
-        def counted(client: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
-            with self._lock:
-                self.by_thread[threading.current_thread().name] += 1
-            return self._real(client, script, keys, args)
+        def counted(*args: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return self._real(*args)
+            finally:
+                name = threading.current_thread().name
+                with self._lock:
+                    self.by_thread[name] += 1
+                    self.seconds[name] += time.perf_counter() - start
 
         shared_module.run_script = counted  # type: ignore[assignment]
         return self
@@ -118,17 +127,20 @@ class _ScriptCounter:
     def __exit__(self, *exc: object) -> None:
         shared_module.run_script = self._real
 
-    def take(self) -> Counter[str]:
+    def take(self) -> tuple[Counter[str], Counter[str]]:
         with self._lock:
             counts, self.by_thread = self.by_thread, Counter()
-        return counts
+            seconds, self.seconds = self.seconds, Counter()
+        return counts, seconds
 
 
-def _run(manager: ConnectionManager, url: str) -> float:
-    start = time.perf_counter()
+def _run(manager: ConnectionManager, url: str) -> tuple[float, float]:
+    """Wall time and the calling thread's CPU time per call, µs."""
+    start, cpu = time.perf_counter(), time.thread_time()
     for _ in range(CALLS):
         manager.get(url)
-    return (time.perf_counter() - start) / CALLS * 1e6
+    wall = (time.perf_counter() - start) / CALLS * 1e6
+    return wall, (time.thread_time() - cpu) / CALLS * 1e6
 
 
 def _ping_us(redis_url: str) -> float:
@@ -153,16 +165,18 @@ def _costs_one(url: str, redis_url: str, ports: list[int], extra: dict[str, Any]
             for _ in range(100):
                 manager.get(url)
         times: dict[str, list[float]] = {"local": [], "shared": [], "added": [], "ping": []}
+        cpu: list[float] = []
         with _ScriptCounter() as counter:
             counter.take()
             before = script_calls(ports)
             for _ in range(REPS):
-                local_us, shared_us = _run(local, url), _run(shared, url)
+                (local_us, local_cpu), (shared_us, shared_cpu) = _run(local, url), _run(shared, url)
                 times["local"].append(local_us)
                 times["shared"].append(shared_us)
                 times["added"].append(shared_us - local_us)
+                cpu.append(shared_cpu - local_cpu)
             ran = script_calls(ports) - before
-            counted = counter.take()
+            counted, seconds = counter.take()
         for _ in range(5):
             times["ping"].append(_ping_us(redis_url))
         assert shared.get_stats()["shared_state"]["healthy"], "Redis fell over during the run"
@@ -174,6 +188,8 @@ def _costs_one(url: str, redis_url: str, ports: list[int], extra: dict[str, Any]
         "local_us": round(statistics.median(times["local"]), 1),
         "shared_us": round(statistics.median(times["shared"]), 1),
         "added_us": round(statistics.median(times["added"]), 1),
+        "added_cpu_us": round(statistics.median(cpu), 1),
+        "redis_us": round(seconds["MainThread"] / calls * 1e6, 1),
         "ping_us": round(statistics.median(times["ping"]), 1),
         "call_path_round_trips": round(counted["MainThread"] / calls, 3),
         "background_round_trips": round(counted["rcm-fleet-tick"] / calls, 3),

@@ -255,6 +255,28 @@ def test_successes_are_batched_and_the_ratio_is_the_fleets(
         client.close()
 
 
+def test_slow_successes_tip_the_fleets_ratio(app: AppServer, fleet_redis: FleetRedis) -> None:
+    """Slow successes count as bad for the ratio: written at once, the 4th of 4 opens it."""
+    app.slow("/slow", 0.1)
+    settings: dict[str, Any] = {
+        "max_retries": 0,
+        "circuit_breaker_failure_threshold": 100,
+        "circuit_breaker_failure_rate": 1.0,
+        "circuit_breaker_minimum_calls": 4,
+        "circuit_breaker_slow_call_duration": 0.05,
+    }
+    with (
+        ConnectionManager(redis_url=fleet_redis.url, **settings) as a,
+        ConnectionManager(redis_url=fleet_redis.url, **settings) as b,
+    ):
+        assert [a.get(app.url("/slow")).status_code for _ in range(2)] == [200, 200]
+        assert [b.get(app.url("/slow")).status_code for _ in range(2)] == [200, 200]
+        assert breaker_state(b, app.url("/slow")) == "open"
+        assert wait_until(lambda: breaker_state(a, app.url("/slow")) == "open")
+        with pytest.raises(CircuitBreakerOpen):
+            a.get(app.url("/slow"))
+
+
 def _calls_in(client: Any, window: str) -> int:
     fields = client.hgetall(window)
     return sum(int(v) for k, v in fields.items() if k.decode().endswith(":c"))

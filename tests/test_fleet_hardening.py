@@ -224,8 +224,9 @@ def test_a_refused_password_is_a_configuration_error(
         (["+@all", "-publish"], "publish"),
         (["+@all", "resetchannels"], "channels"),
         (["+@all", "resetkeys", "~other:*"], "keys"),
+        (["+@all", "-subscribe"], "subscribe"),
     ],
-    ids=["no-evalsha", "no-publish", "no-channels", "other-keys"],
+    ids=["no-evalsha", "no-publish", "no-channels", "other-keys", "no-subscribe"],
 )
 def test_an_acl_user_without_what_is_needed_is_a_configuration_error(
     redis_server: RedisServer, rules: list[str], missing: str

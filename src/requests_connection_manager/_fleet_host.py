@@ -195,10 +195,6 @@ class FleetHost:
         if follow is not None and (changed or token is not None):
             follow()  # after a read too: the breaker's state may have moved on locally
 
-    def forget(self) -> None:
-        """Drop the copy's freshness (it is read again at the next use)."""
-        self._known = False
-
     # ------------------------------------------------------------------------ scripts
     def _script(self, script: Any, keys: list[str], args: list[Any]) -> Optional[tuple[int, int]]:
         """Run a breaker script on the call path and take in its view; None if Redis failed."""

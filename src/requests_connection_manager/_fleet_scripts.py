@@ -402,16 +402,24 @@ return 'ok'
 )
 
 
-def run(client: Any, script: Script, keys: list[str], args: list[Any]) -> Any:
+def run(client: Any, script: Script, keys: list[str], args: list[Any], direct: bool = False) -> Any:
     """Run ``script`` in one round trip (two the first time a node sees it).
 
     ``EVALSHA``, and ``EVAL`` (which also caches the script) when the node does not know it
     yet: after a restart, a failover, or on a new cluster node. ``SCRIPT LOAD`` is never
-    sent: on a cluster it goes to every primary and fails while one is down.
+    sent: on a cluster it goes to every primary and fails while one is down. ``direct``:
+    send ``EVALSHA`` on a pooled connection, the short way (:mod:`._redis_wire`).
     """
     from redis.exceptions import NoScriptError, ResponseError
 
+    from ._redis_wire import Fallback, call
+
     try:
+        if direct:
+            try:
+                return call(client, "EVALSHA", script.sha, len(keys), *keys, *args)
+            except Fallback:
+                pass
         return client.evalsha(script.sha, len(keys), *keys, *args)
     except NoScriptError:
         pass

@@ -77,6 +77,8 @@ class RedisTarget:
         self.timeout = timeout
         self._factory = factory
         self._owned = owned
+        #: The client is ours (made from the URL): scripts go the short way to it.
+        self.owned = owned
         self._client: Any = None
         self._lock = threading.Lock()
 

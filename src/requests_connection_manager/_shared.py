@@ -217,7 +217,7 @@ class SharedLink:
             return None
         started = time.perf_counter()
         try:
-            reply = run_script(self.target.client(), script, keys, args)
+            reply = run_script(self.target.client(), script, keys, args, self.target.owned)
         except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open to local
             self.failed(exc)
             return None
