@@ -114,16 +114,22 @@ class AppServer(LoopbackServer):
 
     host: str = HOST
 
-    def __init__(self, host: str = HOST) -> None:
+    def __init__(self, host: str = HOST, record: bool = True) -> None:
         """Create a stopped server; call :meth:`start` or use ``with``.
 
         Args:
             host: The loopback address to bind (e.g. ``127.0.0.2`` for a second origin).
+            record: Keep every request (:attr:`requests`); when False only the counts
+                (:meth:`hits`, :meth:`total`) are kept, so memory stays flat however many
+                requests arrive (long stress runs).
         """
         self.host = host
+        self._record = record
         self._lock = threading.Lock()
         self._routes: dict[str, Handler] = {}
         self._log: list[RecordedRequest] = []
+        self._hits: dict[str, int] = {}
+        self._total = 0
         self._active: dict[str, int] = {}
         self._peak: dict[str, int] = {}
         self._barriers: list[threading.Barrier] = []
@@ -218,7 +224,7 @@ class AppServer(LoopbackServer):
             Number of requests received for that path.
         """
         with self._lock:
-            return sum(1 for r in self._log if r.path == path)
+            return self._hits.get(path, 0)
 
     def total(self) -> int:
         """Count all recorded requests.
@@ -227,7 +233,7 @@ class AppServer(LoopbackServer):
             Number of requests received on any path.
         """
         with self._lock:
-            return len(self._log)
+            return self._total
 
     def max_concurrent(self, path: str) -> int:
         """Highest number of requests simultaneously inside ``path``'s handler.
@@ -408,15 +414,20 @@ class AppServer(LoopbackServer):
         """
         request = Request(environ)
         path = request.path
-        record = RecordedRequest(
-            method=request.method,
-            path=path,
-            query_string=request.query_string.decode("latin-1"),
-            headers=dict(request.headers.items()),
-            body=request.get_data(cache=True),
-        )
+        body = request.get_data(cache=True)
         with self._lock:
-            self._log.append(record)
+            self._total += 1
+            self._hits[path] = self._hits.get(path, 0) + 1
+            if self._record:
+                self._log.append(
+                    RecordedRequest(
+                        method=request.method,
+                        path=path,
+                        query_string=request.query_string.decode("latin-1"),
+                        headers=dict(request.headers.items()),
+                        body=body,
+                    )
+                )
             handler = self._routes.get(path)
             if handler is not None:
                 active = self._active.get(path, 0) + 1

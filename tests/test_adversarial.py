@@ -205,7 +205,9 @@ def test_percent_encoded_crlf_in_a_location_injects_no_header(app: AppServer) ->
     assert all("X-Evil" not in r.headers for r in app.requests)
 
 
-@pytest.mark.parametrize("scheme", ["file:///etc/passwd", "ftp://127.0.0.2:{other}/landing"])
+@pytest.mark.parametrize(
+    "scheme", ["file:///etc/passwd", "ftp://127.0.0.2:{other}/landing"], ids=["file", "ftp"]
+)
 def test_a_redirect_to_a_non_http_scheme_is_refused_in_the_contract(
     app: AppServer, other: AppServer, scheme: str
 ) -> None:
@@ -378,7 +380,9 @@ def test_a_dripping_storm_of_100_continue_ends_at_the_deadline(faults: FaultServ
 NEGATIVE_CHUNK = f.raw(STATUS_HEAD + b"Transfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n")
 
 
-@pytest.mark.parametrize("total_timeout", [pytest.param(None, id="no-deadline"), 5])
+@pytest.mark.parametrize(
+    "total_timeout", [pytest.param(None, id="no-deadline"), pytest.param(5, id="deadline")]
+)
 def test_a_negative_chunk_size_is_a_chunked_encoding_error(
     faults: FaultServer, total_timeout: float | None
 ) -> None:
@@ -515,7 +519,11 @@ def test_a_body_stalled_past_the_deadline_is_reported_as_the_deadline(faults: Fa
 # =====================================================================================
 # Bad input from the caller: what requests does, inside the contract, nothing smuggled.
 # =====================================================================================
-@pytest.mark.parametrize("path", ["/a b", "/a\x00b", "/a\r\nX-Injected: 1", "/a\tb", "/ä/€"])
+@pytest.mark.parametrize(
+    "path",
+    ["/a b", "/a\x00b", "/a\r\nX-Injected: 1", "/a\tb", "/ä/€"],
+    ids=["space", "nul", "crlf", "tab", "non-ascii"],
+)
 def test_control_characters_in_a_path_are_encoded_not_smuggled(
     faults: FaultServer, path: str
 ) -> None:
@@ -564,7 +572,9 @@ def test_unencodable_input_is_a_contract_error_and_nothing_is_sent(
     assert faults.connections == 0
 
 
-@pytest.mark.parametrize("method", ["GET /evil HTTP/1.1\r\nX-Injected: 1", "GËT"])
+@pytest.mark.parametrize(
+    "method", ["GET /evil HTTP/1.1\r\nX-Injected: 1", "GËT"], ids=["crlf", "non-ascii"]
+)
 def test_a_method_that_is_not_a_token_is_refused_before_the_wire(
     faults: FaultServer, method: str
 ) -> None:
@@ -594,7 +604,7 @@ def test_an_invalid_per_call_timeout_raises_what_requests_raises(
     assert faults.connections == 0
 
 
-@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 10**400])
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 10**400], ids=["inf", "1e300", "10**400"])
 def test_an_absurdly_large_timeout_is_clamped_by_the_deadline(
     faults: FaultServer, timeout: float
 ) -> None:
