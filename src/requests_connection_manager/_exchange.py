@@ -238,14 +238,13 @@ class Outcome:
         error: Optional[RequestException] = None,
         *,
         started: float = 0.0,
-        duration: float = 0.0,
         deadline_hit: bool = False,
         local: bool = False,
     ) -> None:
         self.response = response
         self.error = error
         self.started = started
-        self.duration = duration
+        self.duration = 0.0  # set by the attempt when it ends
         self.deadline_hit = deadline_hit
         self.local = local
         self.verdict = "neutral"
