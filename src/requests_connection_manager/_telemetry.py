@@ -697,13 +697,73 @@ class _ResilienceEvents:
         self._add(None, "rcm.shared_state", {"rcm.shared_state.healthy": event.healthy})
 
 
+# ------------------------------------------------------------------- anyone listening?
+class _Listeners:
+    """Tells, as a request starts, whether its spans and metrics go anywhere.
+
+    With the global providers and no SDK configured, they are the API's no-ops: spans are
+    then only worth starting to pass a current trace on to the server, and metrics not
+    worth recording. A provider given to the manager is always used.
+
+    Args:
+        api: The imported API.
+        global_tracer: The manager's tracer belongs to the global provider.
+        global_meter: The manager's instruments belong to the global provider.
+    """
+
+    def __init__(self, api: _Api, global_tracer: bool, global_meter: bool) -> None:
+        self._api = api
+        self._global_tracer = global_tracer
+        self._global_meter = global_meter
+
+    def none(self) -> bool:
+        """Tell, at once, that no SDK is configured and there is no trace to pass on."""
+        api = self._api
+        return (
+            self._global_tracer
+            and self._global_meter
+            and getattr(api.trace, "_TRACER_PROVIDER", _MISSING) is None
+            and getattr(api.metrics_state, "_METER_PROVIDER", _MISSING) is None
+            and not api.context.get_current()
+        )
+
+    def want_spans(self) -> bool:
+        """Tell whether spans are worth starting: an SDK, or a trace to propagate.
+
+        Never while instrumentation is suppressed in the current context.
+        """
+        api = self._api
+        if self._global_tracer:
+            trace = api.trace
+            provider = _global_provider(trace, "_TRACER_PROVIDER", trace.get_tracer_provider)
+            if provider is None or not _live(provider):
+                # No SDK: spans are no-ops, but a current trace (from an incoming request)
+                # still has to reach the server. An empty context has none.
+                current = api.context.get_current()
+                if not (current and trace.get_current_span(current).get_span_context().is_valid):
+                    return False
+        suppressed = api.suppress_key
+        return not (suppressed is not None and api.context.get_value(suppressed))
+
+    def want_metrics(self) -> bool:
+        """Tell whether per-request metrics go anywhere."""
+        if not self._global_meter:
+            return True
+        api = self._api
+        provider = _global_provider(
+            api.metrics_state, "_METER_PROVIDER", api.metrics.get_meter_provider
+        )
+        return provider is not None and _live(provider)
+
+
 # ------------------------------------------------------------------------- the subscriber
 class Telemetry:
     """Turns the events of one manager into spans and metrics (see the module docstring).
 
     Build it with :meth:`build`, which returns None when there is nothing to do. It keeps
-    the request and attempt spans itself; the requests kept between their start and end
-    are in :class:`_OpenRequests`, the other events go to :class:`_ResilienceEvents`.
+    the request and attempt spans itself; :class:`_Listeners` says whether a request is
+    worth them, the requests kept between their start and end are in
+    :class:`_OpenRequests`, and the other events go to :class:`_ResilienceEvents`.
 
     Args:
         api: The imported API.
@@ -727,13 +787,11 @@ class Telemetry:
         global_tracer: bool,
         global_meter: bool,
     ) -> None:
-        self._api = api
+        self._listeners = _Listeners(api, global_tracer, global_meter)
         self._trace = api.trace
         self._context = api.context
         self._inject = api.propagate.inject
         self._tracer = tracer
-        self._global_tracer = global_tracer
-        self._global_meter = global_meter
         self._instruments = instruments
         self.hosts = hosts
         self.closed = closed
@@ -802,49 +860,16 @@ class Telemetry:
         if handler is not None:
             handler(event)
 
-    # ----------------------------------------------------------------- is it worth doing
-    def _traced(self) -> bool:
-        """Tell whether spans are worth starting: an SDK, or a trace to propagate."""
-        if not self._global_tracer:
-            return True
-        trace = self._trace
-        provider = _global_provider(trace, "_TRACER_PROVIDER", trace.get_tracer_provider)
-        if provider is not None and _live(provider):
-            return True
-        # No SDK: spans are no-ops, but a current trace (from an incoming request) still
-        # has to reach the server. An empty context has none.
-        current = self._context.get_current()
-        return bool(current) and trace.get_current_span(current).get_span_context().is_valid
-
-    def _measured(self) -> bool:
-        """Tell whether per-request metrics go anywhere."""
-        if not self._global_meter:
-            return True
-        api = self._api
-        provider = _global_provider(
-            api.metrics_state, "_METER_PROVIDER", api.metrics.get_meter_provider
-        )
-        return provider is not None and _live(provider)
-
     # --------------------------------------------------------------- request and attempt
     def _request_started(self, event: events.RequestStarted) -> None:
         requests = self._requests
         if requests.thread.request_id is not None:
             requests.abandon()
-        context = self._context
-        if (
-            self._global_tracer
-            and self._global_meter
-            and getattr(self._trace, "_TRACER_PROVIDER", _MISSING) is None
-            and getattr(self._api.metrics_state, "_METER_PROVIDER", _MISSING) is None
-            and not context.get_current()
-        ):
+        listeners = self._listeners
+        if listeners.none():
             return  # no SDK configured and no trace to pass on: nothing to do, at once
-        traced = self._traced()
-        if traced:
-            suppressed = self._api.suppress_key
-            traced = not (suppressed is not None and context.get_value(suppressed))
-        if not traced and not self._measured():
+        traced = listeners.want_spans()
+        if not traced and not listeners.want_metrics():
             return  # no SDK: the cheap path, nothing kept
         record = _Request(event)
         requests.run(event.request_id, record)
@@ -864,7 +889,7 @@ class Telemetry:
                 record.context = self._trace.set_span_in_context(span)
                 requests.attach(event.request_id, record.context)
             else:  # a no-op tracer: pass the caller's trace on as it is
-                record.context = context.get_current()
+                record.context = self._context.get_current()
         requests.keep(event.request_id, record)
 
     def _attempt_started(self, event: events.AttemptStarted) -> None:
