@@ -104,14 +104,10 @@ class Permit:
 
     def settle(self, outcome: Outcome) -> None:
         """Take in what the attempt showed, and give the breaker its verdict."""
-        admission = self._admission
-        ex = self._ex
+        admission, ex = self._admission, self._ex
         host = ex.host
         now = admission.clock.monotonic()
-        with host._lock:
-            host.in_flight -= 1
-        if host.quota is not None:
-            host.quota.settled()
+        self._off_the_wire()
         if outcome.response is not None:
             admission.observe(ex, outcome, self.sent_at, now)
         verdict = outcome.verdict = verdict_of(outcome)
@@ -165,12 +161,16 @@ class Permit:
 
     def abandon(self) -> None:
         """The attempt ended in an error that is no transport failure: give everything back."""
+        self._off_the_wire()
+        self.release()
+
+    def _off_the_wire(self) -> None:
+        """Count the attempt out of its host's attempts in flight (and its quota's)."""
         host = self._ex.host
         with host._lock:
             host.in_flight -= 1
         if host.quota is not None:
             host.quota.settled()
-        self.release()
 
 
 class Admission:
