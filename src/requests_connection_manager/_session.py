@@ -292,6 +292,11 @@ class ConnectionManagerMixin:
         if getattr(self, "_rcm_owns_engine", False):
             self._rcm_engine.close()
 
+    @property
+    def calls(self) -> int:
+        """Calls made through this session (redirect hops are part of their call)."""
+        return self._rcm_calls
+
     def _rcm_setup(self) -> None:
         self._rcm_environment = Environment()
         self._rcm_calls = 0
@@ -308,11 +313,6 @@ class ConnectionManagerMixin:
     def reinit_after_fork(self) -> None:
         """A fresh lock in a forked child."""
         self._rcm_lock = threading.Lock()
-
-    @property
-    def calls(self) -> int:
-        """Calls made through this session (redirect hops are part of their call)."""
-        return self._rcm_calls
 
     def _rcm_count(self) -> None:
         with self._rcm_lock:
