@@ -472,8 +472,8 @@ def test_a_request_that_never_finishes_is_ended_by_the_bound(
         # Another thread's requests each: the spans they attach are never detached, so
         # this runs in a copy of the test's context, which is dropped afterwards.
         for request_id in range(1, 11):
-            telemetry._thread.request_id = None
-            telemetry._thread.tokens = []
+            telemetry._requests.thread.request_id = None
+            telemetry._requests.thread.tokens = []
             _publish(cm, RequestStarted(request_id, host, "GET", f"{host}/{request_id}", 0.0))
 
     with otel.manager() as cm:
@@ -481,8 +481,8 @@ def test_a_request_that_never_finishes_is_ended_by_the_bound(
         assert telemetry is not None
         contextvars.copy_context().run(start_ten)
         assert telemetry.open_requests() == 4
-        telemetry._thread.request_id = None
-        telemetry._thread.tokens = []
+        telemetry._requests.thread.request_id = None
+        telemetry._requests.thread.tokens = []
     evicted = otel.requests()
     assert len(evicted) == 6
     assert {_attributes(s)["error.type"] for s in evicted} == {"rcm.telemetry.evicted"}
@@ -740,7 +740,7 @@ def test_after_a_fork_the_subscriber_starts_empty(app: AppServer, otel: Otel) ->
         assert telemetry is not None
         _publish(cm, RequestStarted(99, "http://127.0.0.1:9", "GET", "http://127.0.0.1:9/", 0.0))
         assert telemetry.open_requests() == 1
-        telemetry._detach()  # what the parent's thread attached stays in the parent
+        telemetry._requests.detach()  # what the parent's thread attached stays in the parent
         cm._engine.reinit_after_fork()
         telemetry._instruments.reinit_after_fork()
         assert telemetry.open_requests() == 0

@@ -37,21 +37,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
+from . import events
 from ._decision import PAUSE_STATUSES, retry_after_of, verdict_of
 from ._quota_headers import parse_quota
 from ._redaction import redact_url
-from .events import (
-    AttemptFinished,
-    AttemptStarted,
-    EventBus,
-    HostPaused,
-    Refused,
-    RequestFinished,
-    RequestStarted,
-    RetryDenied,
-    RetryScheduled,
-    Waited,
-)
 from .exceptions import CircuitBreakerOpen, ConnectionManagerError, RateLimitExceeded
 
 if TYPE_CHECKING:
@@ -115,14 +104,10 @@ class Permit:
 
     def settle(self, outcome: Outcome) -> None:
         """Take in what the attempt showed, and give the breaker its verdict."""
-        admission = self._admission
-        ex = self._ex
+        admission, ex = self._admission, self._ex
         host = ex.host
         now = admission.clock.monotonic()
-        with host._lock:
-            host.in_flight -= 1
-        if host.quota is not None:
-            host.quota.settled()
+        self._off_the_wire()
         if outcome.response is not None:
             admission.observe(ex, outcome, self.sent_at, now)
         verdict = outcome.verdict = verdict_of(outcome)
@@ -137,7 +122,7 @@ class Permit:
             status = outcome.status
             throttle.record_outcome(now, status is not None and status < 500 and status != 429)
         admission.bus.publish(
-            AttemptFinished(
+            events.AttemptFinished(
                 ex.request_id,
                 host.key,
                 ex.attempts,
@@ -176,12 +161,16 @@ class Permit:
 
     def abandon(self) -> None:
         """The attempt ended in an error that is no transport failure: give everything back."""
+        self._off_the_wire()
+        self.release()
+
+    def _off_the_wire(self) -> None:
+        """Count the attempt out of its host's attempts in flight (and its quota's)."""
         host = self._ex.host
         with host._lock:
             host.in_flight -= 1
         if host.quota is not None:
             host.quota.settled()
-        self.release()
 
 
 class Admission:
@@ -195,7 +184,7 @@ class Admission:
     """
 
     def __init__(
-        self, clock: Clock, closed: threading.Event, bus: EventBus, rng: random.Random
+        self, clock: Clock, closed: threading.Event, bus: events.EventBus, rng: random.Random
     ) -> None:
         self.clock = clock
         self.closed = closed
@@ -222,24 +211,30 @@ class Admission:
             request_id = next(self.ids)
             now = self.clock.monotonic()
             bus = self.bus
-            bus.publish(RequestStarted(request_id, host.key, method, redact_url(url), now))
-            bus.publish(Refused(request_id, host.key, "breaker", refusal.retry_after, now))
+            bus.publish(events.RequestStarted(request_id, host.key, method, redact_url(url), now))
+            bus.publish(events.Refused(request_id, host.key, "breaker", refusal.retry_after, now))
             bus.publish(
-                RequestFinished(request_id, host.key, 0, None, "CircuitBreakerOpen", 0.0, now)
+                events.RequestFinished(
+                    request_id, host.key, 0, None, "CircuitBreakerOpen", 0.0, now
+                )
             )
             raise
 
     def _refused(
         self, request_id: int, key: str, reason: str, retry_after: Optional[float]
     ) -> None:
-        self.bus.publish(Refused(request_id, key, reason, retry_after, self.clock.monotonic()))
+        self.bus.publish(
+            events.Refused(request_id, key, reason, retry_after, self.clock.monotonic())
+        )
 
     def _sleep(self, ex: Exchange, seconds: float, reason: str) -> None:
         if seconds > 0:
             self.clock.sleep(seconds, self.closed)
             if self.closed.is_set():
                 raise closed_error(waiting=True)
-            self.bus.publish(Waited(ex.request_id, ex.key, reason, seconds, self.clock.monotonic()))
+            self.bus.publish(
+                events.Waited(ex.request_id, ex.key, reason, seconds, self.clock.monotonic())
+            )
 
     # ------------------------------------------------------------------------ admission
     def acquire(self, ex: Exchange) -> Permit:
@@ -268,7 +263,7 @@ class Admission:
         if ex.attempts == 1 and host.budget is not None:
             host.budget.deposit()
         self.bus.publish(
-            AttemptStarted(
+            events.AttemptStarted(
                 ex.request_id,
                 host.key,
                 ex.attempts,
@@ -348,7 +343,7 @@ class Admission:
             if self.closed.is_set():
                 raise closed_error(waiting=True)
             self.bus.publish(
-                Waited(ex.request_id, ex.key, "quota", time.monotonic() - started, now)
+                events.Waited(ex.request_id, ex.key, "quota", time.monotonic() - started, now)
             )
         raise RateLimitExceeded(
             f"{host.key}: its advertised quota stayed spent", retry_after=None, host=host.key
@@ -384,7 +379,7 @@ class Admission:
         fleet = ex.host.fleet
         if fleet is not None and source != "slow-down":
             fleet.share_pause(seconds)  # shared state: every process pauses (fleet2)
-        self.bus.publish(HostPaused(ex.key, paused, source, now))
+        self.bus.publish(events.HostPaused(ex.key, paused, source, now))
         return paused
 
     def observe(self, ex: Exchange, outcome: Outcome, sent_at: float, now: float) -> None:
@@ -426,13 +421,15 @@ class Admission:
         budget = ex.host.budget
         if budget is None or outcome.verdict != "failure" or budget.try_spend():
             return True
-        self.bus.publish(RetryDenied(ex.request_id, ex.key, ex.attempts, self.clock.monotonic()))
+        self.bus.publish(
+            events.RetryDenied(ex.request_id, ex.key, ex.attempts, self.clock.monotonic())
+        )
         return False
 
     def backoff(self, ex: Exchange, seconds: float, outcome: Outcome) -> None:
         """Announce the retry, then wait ``seconds`` (a host pause is waited in acquire)."""
         self.bus.publish(
-            RetryScheduled(
+            events.RetryScheduled(
                 ex.request_id,
                 ex.key,
                 ex.method,

@@ -306,12 +306,9 @@ class HostBreaker:
             return False
 
     def record_failure(self, probe: bool, now: float = 0.0, slow: bool = False) -> bool:
-        """Report a failed attempt.
+        """Report a failed attempt: enough of them, or a failed probe, open the breaker.
 
-        Args:
-            probe: What :meth:`admit` returned for this attempt.
-            now: Monotonic time the attempt ended (for the failure-rate window).
-            slow: The attempt took longer than ``slow_call_duration``.
+        The arguments are those of :meth:`record_success`.
 
         Returns:
             True when this failure opened the breaker.

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import requests.sessions
 import requests.utils
 from requests.auth import AuthBase, HTTPBasicAuth
+from requests.sessions import merge_setting
 from requests.utils import NETRC_FILES, get_auth_from_url
 
 __all__ = ["URL_AUTH", "Environment"]
@@ -42,6 +43,8 @@ __all__ = ["URL_AUTH", "Environment"]
 _CACHE_SIZE = 1024
 _T = TypeVar("_T")
 _MISSING: Any = object()
+# requests' own merge of a call setting with the session's (untyped in the stubs).
+_merge_setting = cast("Callable[[Any, Any], Any]", merge_setting)
 
 
 # requests' own functions, as imported: while one is patched, nothing is remembered.
@@ -109,6 +112,38 @@ class Environment:
             self._netrc_paths = tuple(os.path.expanduser(path) for path in paths)
             self.ca_bundle = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
             self._seen, self._environ = snapshot, environ
+
+    def merge_settings(
+        self, session: Any, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """``session.merge_environment_settings(...)``: requests' steps, with these answers.
+
+        Args:
+            session: The ``requests.Session`` whose settings the call's are merged with.
+            url: The request's URL.
+            proxies: The call's proxies (the environment's are added to it).
+            stream: The call's ``stream``.
+            verify: The call's ``verify``.
+            cert: The call's ``cert``.
+
+        Returns:
+            ``proxies``, ``stream``, ``verify`` and ``cert`` for the call.
+        """
+        if session.trust_env:
+            self.refresh()
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            env_proxies = self.proxies(url, no_proxy)
+            if proxies is not None:
+                for key, value in env_proxies.items():
+                    proxies.setdefault(key, value)
+            if verify is True or verify is None:
+                verify = self.ca_bundle or verify
+        return {
+            "proxies": _merge_setting(proxies, session.proxies),
+            "stream": _merge_setting(stream, session.stream),
+            "verify": _merge_setting(verify, session.verify),
+            "cert": _merge_setting(cert, session.cert),
+        }
 
     def proxies(self, url: str, no_proxy: Optional[str]) -> dict[str, str]:
         """``get_environ_proxies(url, no_proxy)``, once per host and environment."""

@@ -132,10 +132,10 @@ class Exchange:
         start: float,
     ) -> None:
         self.request = request
+        self.method = (request.method or "GET").upper()
         self.target = target
         self.policy = policy
         self.host = host
-        self.method = (request.method or "GET").upper()
         self.request_id = request_id
         self.start = start
         total = policy.timeouts.total
@@ -238,14 +238,12 @@ class Outcome:
         error: Optional[RequestException] = None,
         *,
         started: float = 0.0,
-        duration: float = 0.0,
         deadline_hit: bool = False,
         local: bool = False,
     ) -> None:
-        self.response = response
-        self.error = error
+        self.response, self.error = response, error  # not both
         self.started = started
-        self.duration = duration
+        self.duration = 0.0  # set by the attempt when it ends
         self.deadline_hit = deadline_hit
         self.local = local
         self.verdict = "neutral"

@@ -48,33 +48,59 @@ class _Lost(Exception):
     """The subscription ended: the server unsubscribed us or stopped answering."""
 
 
-class Subscriber:
-    """Keeps one subscription to the link's events channel alive, in a daemon thread.
+class _LinkThread:
+    """A daemon thread that runs :meth:`_run` and holds its link only weakly.
+
+    Attributes:
+        thread_name: The thread's name.
+        join_timeout: Seconds :meth:`stop` waits for the thread to end.
 
     Args:
-        link: The link to report messages and (un)subscriptions to.
+        link: The link the thread works for.
     """
+
+    thread_name = "rcm-fleet"
+    join_timeout = 1.0
 
     def __init__(self, link: SharedLink) -> None:
         self._link = weakref.ref(link)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait, at most :attr:`join_timeout` seconds, for it to end."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.join_timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Subscriber(_LinkThread):
+    """Keeps one subscription to the link's events channel alive, in a daemon thread.
+
+    It notices :meth:`stop` within a read timeout.
+
+    Args:
+        link: The link to report messages and (un)subscriptions to.
+    """
+
+    thread_name = "rcm-fleet-sub"
+    join_timeout = _READ * 3
+
+    def __init__(self, link: SharedLink) -> None:
+        super().__init__(link)
         #: Set after the first attempt to subscribe, whatever its outcome.
         self.first_attempt = threading.Event()
         #: The error of the first attempt, or None when it subscribed.
         self.first_error: Optional[BaseException] = None
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread = threading.Thread(target=self._run, name="rcm-fleet-sub", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread (it notices within a read timeout)."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_READ * 3)
 
     def _run(self) -> None:
         backoff = 0.05
@@ -153,29 +179,14 @@ class Subscriber:
         return subscribed
 
 
-class Ticker:
+class Ticker(_LinkThread):
     """Runs ``link.tick()`` every :data:`TICK` seconds in a daemon thread.
 
     Args:
         link: The link whose periodic work this runs.
     """
 
-    def __init__(self, link: SharedLink) -> None:
-        self._link = weakref.ref(link)
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread = threading.Thread(target=self._run, name="rcm-fleet-tick", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread and wait (bounded) for it to end."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(1.0)
+    thread_name = "rcm-fleet-tick"
 
     def _run(self) -> None:
         while not self._stop.wait(TICK):

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union, cast
 from urllib.parse import urlsplit
 
 import requests
 import requests.exceptions as rex
-from requests.sessions import merge_setting
 
 from . import _engine, _forksafe, utils
 from ._admission import closed_error
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from requests import PreparedRequest, Request, Response
 
     from ._engine import Engine
+    from .plugins import PluginManager
 
 __all__ = ["ConnectionManagerMixin", "ManagedSession"]
 
@@ -72,9 +73,6 @@ _REQUEST_PARAMS = (
     "cert",
     "json",
 )
-
-# requests' own merge of a call setting with the session's (untyped in the stubs).
-_merge_setting = cast("Callable[[Any, Any], Any]", merge_setting)
 
 
 class _CallErrors:
@@ -126,6 +124,93 @@ def _header_names(*mappings: Any) -> set[str]:
         if mapping:
             names.update(_text(name).lower() for name in mapping)
     return names
+
+
+def _bind_positional(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Move the positional arguments of ``request()`` after method and url into ``kwargs``.
+
+    Raises:
+        TypeError: Too many of them, or one also given by keyword (as Python would say).
+    """
+    if len(args) > len(_REQUEST_PARAMS):
+        raise TypeError("too many positional arguments for request()")
+    for name, value in zip(_REQUEST_PARAMS, args):
+        if name in kwargs:
+            raise TypeError(f"request() got multiple values for argument {name!r}")
+        kwargs[name] = value
+
+
+def _call_scope(session: Any, engine: Engine, kwargs: dict[str, Any]) -> CallScope:
+    """The scope of a call made with ``kwargs`` through ``session``: its deadline, its secrets."""
+    return CallScope(
+        start=engine.clock.monotonic(),
+        verify_explicit=kwargs.get("verify") is not None,
+        cert_explicit=kwargs.get("cert") is not None,
+        follows_redirects=bool(kwargs.get("allow_redirects", True)),
+        secret_sources=(
+            engine.secrets(),
+            session.headers,
+            kwargs.get("headers"),
+            kwargs.get("auth"),
+            AllValues(kwargs.get("cookies")),
+            AllValues(session.cookies),
+        ),
+        secret_names=engine.settings.secret_headers,
+    )
+
+
+def _hook_context(
+    context: Optional[RequestContext],
+    method: Union[str, bytes],
+    url: Union[str, bytes],
+    kwargs: dict[str, Any],
+) -> RequestContext:
+    """The context the hooks of a call share: the pre-request hooks' own, or a new one."""
+    if context is None:
+        context = RequestContext(_text(method), _text(url), **kwargs)
+    return context
+
+
+def _failed(
+    plugins: PluginManager,
+    exc: Exception,
+    context: Optional[RequestContext],
+    method: Union[str, bytes],
+    url: Union[str, bytes],
+    kwargs: dict[str, Any],
+    scope: CallScope,
+) -> Response:
+    """Offer a failed call to the error hooks: their fallback response, or ``exc`` raised.
+
+    Raises:
+        Exception: ``exc``, when no error hook handled it with a fallback response.
+    """
+    if plugins.has_hooks():
+        error_context = ErrorContext(exc, _hook_context(context, method, url, kwargs))
+        plugins.execute_error_hooks(error_context)
+        if error_context.handled and error_context.fallback_response is not None:
+            return error_context.fallback_response
+    if utils.logger.isEnabledFor(logging.DEBUG):
+        utils.safe_log_error(
+            exc, _text(method), _text(url), level=logging.DEBUG, secrets=scope.secrets()
+        )
+    raise exc
+
+
+def _add_credentials(
+    headers: MutableMapping[str, str], due: dict[str, str], refused: Callable[[str], bool]
+) -> dict[str, str]:
+    """Set each credential header of ``due`` but those whose name is ``refused``.
+
+    Returns:
+        The headers set (name to value): the ones to take off again on a redirect.
+    """
+    added: dict[str, str] = {}
+    for name, value in due.items():
+        if not refused(name):
+            headers[name] = value
+            added[name] = value
+    return added
 
 
 class ConnectionManagerMixin:
@@ -207,6 +292,11 @@ class ConnectionManagerMixin:
         if getattr(self, "_rcm_owns_engine", False):
             self._rcm_engine.close()
 
+    @property
+    def calls(self) -> int:
+        """Calls made through this session (redirect hops are part of their call)."""
+        return self._rcm_calls
+
     def _rcm_setup(self) -> None:
         self._rcm_environment = Environment()
         self._rcm_calls = 0
@@ -224,11 +314,6 @@ class ConnectionManagerMixin:
         """A fresh lock in a forked child."""
         self._rcm_lock = threading.Lock()
 
-    @property
-    def calls(self) -> int:
-        """Calls made through this session (redirect hops are part of their call)."""
-        return self._rcm_calls
-
     def _rcm_count(self) -> None:
         with self._rcm_lock:
             self._rcm_calls += 1
@@ -242,33 +327,14 @@ class ConnectionManagerMixin:
         if engine.closed.is_set():
             raise closed_error()
         if args:
-            if len(args) > len(_REQUEST_PARAMS):
-                raise TypeError("too many positional arguments for request()")
-            for name, value in zip(_REQUEST_PARAMS, args):
-                if name in kwargs:
-                    raise TypeError(f"request() got multiple values for argument {name!r}")
-                kwargs[name] = value
+            _bind_positional(args, kwargs)
         plugins = engine.plugins
         context = None
         if plugins.has_hooks():
             context = RequestContext(_text(method), _text(url), **kwargs)
             plugins.execute_pre_request_hooks(context)
             method, url, kwargs = context.method, context.url, context.kwargs
-        scope = CallScope(
-            start=engine.clock.monotonic(),
-            verify_explicit=kwargs.get("verify") is not None,
-            cert_explicit=kwargs.get("cert") is not None,
-            follows_redirects=bool(kwargs.get("allow_redirects", True)),
-            secret_sources=(
-                engine.secrets(),
-                self.headers,  # type: ignore[attr-defined]
-                kwargs.get("headers"),
-                kwargs.get("auth"),
-                AllValues(kwargs.get("cookies")),
-                AllValues(self.cookies),  # type: ignore[attr-defined]
-            ),
-            secret_names=engine.settings.secret_headers,
-        )
+        scope = _call_scope(self, engine, kwargs)
         if kwargs.get("verify") is None and self.verify is not True:  # type: ignore[attr-defined]
             # requests lets REQUESTS_CA_BUNDLE override a session's verify=False or CA path
             # (psf/requests#3829); a setting made on this session wins here.
@@ -287,12 +353,11 @@ class ConnectionManagerMixin:
                     method=method, url=url, **kwargs
                 )
         except Exception as exc:  # noqa: BLE001 - offered to error hooks, then re-raised
-            return self._rcm_failed(exc, context, method, url, kwargs, scope)
+            return _failed(plugins, exc, context, method, url, kwargs, scope)
         finally:
             CALL.reset(token)
         if plugins.has_hooks():
-            if context is None:
-                context = RequestContext(_text(method), _text(url), **kwargs)
+            context = _hook_context(context, method, url, kwargs)
             response_context = ResponseContext(response, context)
             plugins.execute_post_response_hooks(response_context)
             response = response_context.response
@@ -319,29 +384,6 @@ class ConnectionManagerMixin:
                 self._rcm_count()
                 raise
 
-    def _rcm_failed(
-        self,
-        exc: Exception,
-        context: Optional[RequestContext],
-        method: Union[str, bytes],
-        url: Union[str, bytes],
-        kwargs: dict[str, Any],
-        scope: CallScope,
-    ) -> Response:
-        plugins = self._rcm_engine.plugins
-        if plugins.has_hooks():
-            if context is None:
-                context = RequestContext(_text(method), _text(url), **kwargs)
-            error_context = ErrorContext(exc, context)
-            plugins.execute_error_hooks(error_context)
-            if error_context.handled and error_context.fallback_response is not None:
-                return error_context.fallback_response
-        if utils.logger.isEnabledFor(logging.DEBUG):
-            utils.safe_log_error(
-                exc, _text(method), _text(url), level=logging.DEBUG, secrets=scope.secrets()
-            )
-        raise exc
-
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
@@ -356,22 +398,7 @@ class ConnectionManagerMixin:
             return super().merge_environment_settings(  # type: ignore[misc]
                 url, proxies, stream, verify, cert
             )
-        session: Any = self
-        if session.trust_env:
-            environment.refresh()
-            no_proxy = proxies.get("no_proxy") if proxies is not None else None
-            env_proxies = environment.proxies(url, no_proxy)
-            if proxies is not None:
-                for key, value in env_proxies.items():
-                    proxies.setdefault(key, value)
-            if verify is True or verify is None:
-                verify = environment.ca_bundle or verify
-        return {
-            "proxies": _merge_setting(proxies, session.proxies),
-            "stream": _merge_setting(stream, session.stream),
-            "verify": _merge_setting(verify, session.verify),
-            "cert": _merge_setting(cert, session.cert),
-        }
+        return environment.merge_settings(self, url, proxies, stream, verify, cert)
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Prepare as requests does, then add the credential headers for the URL.
@@ -400,13 +427,13 @@ class ConnectionManagerMixin:
         applied: dict[str, str] = {}
         if headers:
             own = _header_names(request.headers, session.headers)
-            for name, value in headers.items():
-                if name.lower() in own:
-                    continue  # the caller's own header wins
-                if name.lower() == "authorization" and explicit_auth:
-                    continue  # so does the caller's own auth=
-                prepared.headers[name] = value
-                applied[name] = value
+
+            def callers_own(name: str) -> bool:
+                """The caller's own header wins, and so does the caller's own ``auth=``."""
+                lowered = name.lower()
+                return lowered in own or (lowered == "authorization" and explicit_auth)
+
+            applied = _add_credentials(prepared.headers, headers, callers_own)
         prepared._rcm_credentials = applied  # type: ignore[attr-defined]
         return prepared
 
@@ -463,11 +490,7 @@ class ConnectionManagerMixin:
                 del headers[name]
         same_origin = not self.should_strip_auth(origin, url)  # type: ignore[attr-defined]
         due = self._rcm_engine.settings.credential_headers(url, include_global=same_origin)
-        added: dict[str, str] = {}
-        for name, value in due.items():
-            if name not in headers:
-                headers[name] = value
-                added[name] = value
+        added = _add_credentials(headers, due, lambda name: name in headers)
         if scope is not None:
             scope.credentials = added
 

@@ -64,19 +64,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
-from .events import (
-    AttemptFinished,
-    AttemptStarted,
-    BreakerStateChanged,
-    HostPaused,
-    Refused,
-    RequestFinished,
-    RequestStarted,
-    RetryDenied,
-    RetryScheduled,
-    SharedStateChanged,
-    Waited,
-)
+from . import events
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -129,7 +117,7 @@ _KNOWN_METHODS = frozenset(
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Events that concern only a request already kept.
-_PER_REQUEST = frozenset({AttemptStarted, AttemptFinished, RequestFinished})
+_PER_REQUEST = frozenset({events.AttemptStarted, events.AttemptFinished, events.RequestFinished})
 
 
 class _Api(NamedTuple):
@@ -437,7 +425,7 @@ class _Request:
         "url",
     )
 
-    def __init__(self, event: RequestStarted) -> None:
+    def __init__(self, event: events.RequestStarted) -> None:
         self.host = event.host
         self.url = event.url
         self.method, self.method_original = _method(event.method)
@@ -477,10 +465,305 @@ class _ThreadState(threading.local):
         self.tokens: list[Any] = []
 
 
+class _OpenRequests:
+    """The requests kept between their ``RequestStarted`` and ``RequestFinished``.
+
+    At most :data:`MAX_OPEN_REQUESTS` are kept; past that, the oldest is ended and
+    dropped. Each thread also knows the request it runs and the contexts it attached for
+    it, so that the request's end (or, if that never comes, the thread's next request)
+    detaches them.
+
+    Attributes:
+        by_id: The requests kept, oldest first.
+        thread: This thread's request and attached contexts.
+
+    Args:
+        context: The API's ``opentelemetry.context`` module.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self._lock = threading.Lock()
+        self.by_id: dict[int, _Request] = {}
+        self.thread = _ThreadState()
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def get(self, request_id: Optional[int]) -> Optional[_Request]:
+        """The request ``request_id`` if kept; None: the request this thread runs."""
+        if request_id is None:
+            return self.thread.request
+        return self.by_id.get(request_id)
+
+    def run(self, request_id: int, record: _Request) -> None:
+        """Make ``record`` the request this thread runs."""
+        self.thread.request_id = request_id
+        self.thread.request = record
+
+    def keep(self, request_id: int, record: _Request) -> None:
+        """Keep ``record`` until its end; end and drop the oldest past the bound."""
+        evicted: list[_Request] = []
+        with self._lock:
+            self.by_id[request_id] = record
+            while len(self.by_id) > MAX_OPEN_REQUESTS:
+                oldest = next(iter(self.by_id))
+                evicted.append(self.by_id.pop(oldest))
+        for stale in evicted:
+            _end_stale(stale, "rcm.telemetry.evicted")
+
+    def finish(self, request_id: int) -> Optional[_Request]:
+        """Drop request ``request_id`` (and this thread's contexts, if it runs it).
+
+        Returns:
+            The request, if it was kept.
+        """
+        record = None
+        if request_id in self.by_id:
+            with self._lock:
+                record = self.by_id.pop(request_id, None)
+        thread = self.thread
+        if thread.request_id == request_id:
+            self.detach()
+            thread.request_id = thread.request = None
+        return record
+
+    def abandon(self) -> None:
+        """The previous request of this thread never finished: close what it left open."""
+        self.detach()
+        thread = self.thread
+        if thread.request_id is not None:
+            with self._lock:
+                stale = self.by_id.pop(thread.request_id, None)
+            if stale is not None:
+                _end_stale(stale, "rcm.telemetry.unfinished")
+        thread.request_id = thread.request = None
+
+    def attach(self, request_id: int, context: Any) -> None:
+        """Make ``context`` current in this thread, if it runs request ``request_id``."""
+        thread = self.thread
+        if thread.request_id == request_id:
+            thread.tokens.append(self._context.attach(context))
+
+    def detach(self, keep: int = 0) -> None:
+        """Detach the contexts this thread attached, down to ``keep``."""
+        tokens = self.thread.tokens
+        while len(tokens) > keep:
+            self._context.detach(tokens.pop())
+
+    def detach_attempt(self, record: _Request) -> None:
+        """Detach the context of ``record``'s attempt, if this thread runs ``record``."""
+        if self.thread.request is record and len(self.thread.tokens) > 1:
+            self.detach(keep=1)
+
+    def reinit_after_fork(self) -> None:
+        """A fresh lock, no request kept (their spans stay in the parent)."""
+        self._lock = threading.Lock()
+        self.by_id = {}
+        self.thread = _ThreadState()
+
+
+def _end_stale(record: _Request, reason: str) -> None:
+    """End the spans of a request whose ``RequestFinished`` never came."""
+    for span in (record.attempt, record.span):
+        if span is not None:
+            span.set_attribute("error.type", reason)
+            span.end()
+    record.attempt = record.span = None
+
+
+def _with_outcome(
+    attributes: dict[str, Any], status: Optional[int], error_type: Optional[str]
+) -> dict[str, Any]:
+    """``attributes`` with ``http.response.status_code`` and ``error.type`` where known.
+
+    Returns:
+        ``attributes`` itself when there is nothing to add, else a copy with them added.
+    """
+    if status is None and error_type is None:
+        return attributes
+    attributes = dict(attributes)
+    if status is not None:
+        attributes["http.response.status_code"] = status
+    if error_type is not None:
+        attributes["error.type"] = error_type
+    return attributes
+
+
+# ---------------------------------------------------------------------- the resilience story
+class _ResilienceEvents:
+    """Records waits, retries, refusals, host pauses, breaker and shared-state changes.
+
+    Each is counted (or timed) in its instrument, and added as a span event to its
+    request's span (to the attempt's, when an attempt is running).
+
+    Args:
+        instruments: The instruments of the meter provider.
+        requests: The requests kept, whose spans get the span events.
+    """
+
+    def __init__(self, instruments: _Instruments, requests: _OpenRequests) -> None:
+        self._instruments = instruments
+        self._requests = requests
+
+    def handlers(self) -> dict[type, Callable[[Any], None]]:
+        """The handler of each event this records."""
+        return {
+            events.RetryScheduled: self._retry_scheduled,
+            events.RetryDenied: self._retry_denied,
+            events.Waited: self._waited,
+            events.Refused: self._refused,
+            events.HostPaused: self._host_paused,
+            events.BreakerStateChanged: self._breaker_changed,
+            events.SharedStateChanged: self._shared_changed,
+        }
+
+    def _add(self, request_id: Optional[int], name: str, attributes: dict[str, Any]) -> None:
+        """Add a span event to the request's span, or to the attempt running now."""
+        record = self._requests.get(request_id)
+        if record is None or not record.recording:
+            return
+        span = record.attempt if record.attempt is not None else record.span
+        if span is not None:
+            span.add_event(name, attributes)
+
+    def _retry_scheduled(self, event: events.RetryScheduled) -> None:
+        error_type = _outcome_type(event.outcome)
+        self._instruments.retries.add(1, {"rcm.host": event.host, "error.type": error_type})
+        self._add(
+            event.request_id,
+            "rcm.retry",
+            {"rcm.attempt": event.attempt, "error.type": error_type, "rcm.wait": event.wait},
+        )
+
+    def _retry_denied(self, event: events.RetryDenied) -> None:
+        reason = "retry_budget"
+        self._instruments.refusals.add(1, {"rcm.host": event.host, "rcm.refusal.reason": reason})
+        self._add(
+            event.request_id,
+            "rcm.refused",
+            {"rcm.refusal.reason": reason, "rcm.attempt": event.attempt},
+        )
+
+    def _waited(self, event: events.Waited) -> None:
+        self._instruments.waits.record(
+            event.seconds, {"rcm.host": event.host, "rcm.wait.reason": event.reason}
+        )
+        self._add(
+            event.request_id,
+            "rcm.wait",
+            {"rcm.wait.reason": event.reason, "rcm.wait.duration": event.seconds},
+        )
+
+    def _refused(self, event: events.Refused) -> None:
+        self._instruments.refusals.add(
+            1, {"rcm.host": event.host, "rcm.refusal.reason": event.reason}
+        )
+        attributes: dict[str, Any] = {"rcm.refusal.reason": event.reason}
+        if event.retry_after is not None:
+            attributes["rcm.refusal.retry_after"] = event.retry_after
+        self._add(event.request_id, "rcm.refused", attributes)
+        record = self._requests.by_id.get(event.request_id)
+        if record is not None and record.recording and record.span is not None:
+            record.span.set_attribute("rcm.refusal.reason", event.reason)
+
+    def _host_paused(self, event: events.HostPaused) -> None:
+        self._instruments.pauses.add(1, {"rcm.host": event.host, "rcm.pause.source": event.source})
+        self._add(
+            None,
+            "rcm.host_paused",
+            {"rcm.pause.source": event.source, "rcm.pause.duration": event.seconds},
+        )
+
+    def _breaker_changed(self, event: events.BreakerStateChanged) -> None:
+        if not event.old:
+            return  # a new breaker, not a transition
+        self._instruments.transitions.add(
+            1, {"rcm.host": event.host, "rcm.breaker.state": event.new}
+        )
+        self._add(
+            None,
+            "rcm.breaker",
+            {
+                "rcm.host": event.host,
+                "rcm.breaker.previous_state": event.old,
+                "rcm.breaker.state": event.new,
+            },
+        )
+
+    def _shared_changed(self, event: events.SharedStateChanged) -> None:
+        if not event.healthy:
+            self._instruments.outages.add(1, {"error.type": event.cause or "unknown"})
+        self._add(None, "rcm.shared_state", {"rcm.shared_state.healthy": event.healthy})
+
+
+# ------------------------------------------------------------------- anyone listening?
+class _Listeners:
+    """Tells, as a request starts, whether its spans and metrics go anywhere.
+
+    With the global providers and no SDK configured, they are the API's no-ops: spans are
+    then only worth starting to pass a current trace on to the server, and metrics not
+    worth recording. A provider given to the manager is always used.
+
+    Args:
+        api: The imported API.
+        global_tracer: The manager's tracer belongs to the global provider.
+        global_meter: The manager's instruments belong to the global provider.
+    """
+
+    def __init__(self, api: _Api, global_tracer: bool, global_meter: bool) -> None:
+        self._api = api
+        self._global_tracer = global_tracer
+        self._global_meter = global_meter
+
+    def none(self) -> bool:
+        """Tell, at once, that no SDK is configured and there is no trace to pass on."""
+        api = self._api
+        return (
+            self._global_tracer
+            and self._global_meter
+            and getattr(api.trace, "_TRACER_PROVIDER", _MISSING) is None
+            and getattr(api.metrics_state, "_METER_PROVIDER", _MISSING) is None
+            and not api.context.get_current()
+        )
+
+    def want_spans(self) -> bool:
+        """Tell whether spans are worth starting: an SDK, or a trace to propagate.
+
+        Never while instrumentation is suppressed in the current context.
+        """
+        api = self._api
+        if self._global_tracer:
+            trace = api.trace
+            provider = _global_provider(trace, "_TRACER_PROVIDER", trace.get_tracer_provider)
+            if provider is None or not _live(provider):
+                # No SDK: spans are no-ops, but a current trace (from an incoming request)
+                # still has to reach the server. An empty context has none.
+                current = api.context.get_current()
+                if not (current and trace.get_current_span(current).get_span_context().is_valid):
+                    return False
+        suppressed = api.suppress_key
+        return not (suppressed is not None and api.context.get_value(suppressed))
+
+    def want_metrics(self) -> bool:
+        """Tell whether per-request metrics go anywhere."""
+        if not self._global_meter:
+            return True
+        api = self._api
+        provider = _global_provider(
+            api.metrics_state, "_METER_PROVIDER", api.metrics.get_meter_provider
+        )
+        return provider is not None and _live(provider)
+
+
+# ------------------------------------------------------------------------- the subscriber
 class Telemetry:
     """Turns the events of one manager into spans and metrics (see the module docstring).
 
-    Build it with :meth:`build`, which returns None when there is nothing to do.
+    Build it with :meth:`build`, which returns None when there is nothing to do. It keeps
+    the request and attempt spans itself; :class:`_Listeners` says whether a request is
+    worth them, the requests kept between their start and end are in
+    :class:`_OpenRequests`, and the other events go to :class:`_ResilienceEvents`.
 
     Args:
         api: The imported API.
@@ -504,32 +787,22 @@ class Telemetry:
         global_tracer: bool,
         global_meter: bool,
     ) -> None:
-        self._api = api
+        self._listeners = _Listeners(api, global_tracer, global_meter)
         self._trace = api.trace
         self._context = api.context
         self._inject = api.propagate.inject
         self._tracer = tracer
-        self._global_tracer = global_tracer
-        self._global_meter = global_meter
         self._instruments = instruments
         self.hosts = hosts
         self.closed = closed
         self.shared = shared
-        self._lock = threading.Lock()
-        self._open: dict[int, _Request] = {}
-        self._thread = _ThreadState()
+        self._requests = _OpenRequests(api.context)
         self._handlers: dict[type, Callable[[Any], None]] = {
-            RequestStarted: self._request_started,
-            AttemptStarted: self._attempt_started,
-            AttemptFinished: self._attempt_finished,
-            RetryScheduled: self._retry_scheduled,
-            RetryDenied: self._retry_denied,
-            Waited: self._waited,
-            Refused: self._refused,
-            HostPaused: self._host_paused,
-            BreakerStateChanged: self._breaker_changed,
-            RequestFinished: self._request_finished,
-            SharedStateChanged: self._shared_changed,
+            events.RequestStarted: self._request_started,
+            events.AttemptStarted: self._attempt_started,
+            events.AttemptFinished: self._attempt_finished,
+            events.RequestFinished: self._request_finished,
+            **_ResilienceEvents(instruments, self._requests).handlers(),
         }
         instruments.add(self)
 
@@ -579,7 +852,7 @@ class Telemetry:
     def __call__(self, event: Any) -> None:
         """Handle one event of the stream."""
         kind = type(event)
-        if kind in _PER_REQUEST and not self._open:
+        if kind in _PER_REQUEST and not self._requests.by_id:
             # Nothing kept (no SDK): the events of a request need nothing. A thread whose
             # request was evicted meanwhile detaches its contexts at its next request.
             return
@@ -587,81 +860,19 @@ class Telemetry:
         if handler is not None:
             handler(event)
 
-    # -------------------------------------------------------------------- per request
-    def _remember(self, request_id: int, record: _Request) -> None:
-        evicted: list[_Request] = []
-        with self._lock:
-            self._open[request_id] = record
-            while len(self._open) > MAX_OPEN_REQUESTS:
-                oldest = next(iter(self._open))
-                evicted.append(self._open.pop(oldest))
-        for stale in evicted:
-            self._end_stale(stale, "rcm.telemetry.evicted")
-
-    def _forget(self, request_id: int) -> Optional[_Request]:
-        with self._lock:
-            return self._open.pop(request_id, None)
-
-    @staticmethod
-    def _end_stale(record: _Request, reason: str) -> None:
-        """End the spans of a request whose ``RequestFinished`` never came."""
-        for span in (record.attempt, record.span):
-            if span is not None:
-                span.set_attribute("error.type", reason)
-                span.end()
-        record.attempt = record.span = None
-
-    def _detach(self, keep: int = 0) -> None:
-        """Detach this thread's contexts attached by this subscriber, down to ``keep``."""
-        tokens = self._thread.tokens
-        while len(tokens) > keep:
-            self._context.detach(tokens.pop())
-
-    def _traced(self) -> bool:
-        """Tell whether spans are worth starting: an SDK, or a trace to propagate."""
-        if not self._global_tracer:
-            return True
-        trace = self._trace
-        provider = _global_provider(trace, "_TRACER_PROVIDER", trace.get_tracer_provider)
-        if provider is not None and _live(provider):
-            return True
-        # No SDK: spans are no-ops, but a current trace (from an incoming request) still
-        # has to reach the server. An empty context has none.
-        current = self._context.get_current()
-        return bool(current) and trace.get_current_span(current).get_span_context().is_valid
-
-    def _measured(self) -> bool:
-        """Tell whether per-request metrics go anywhere."""
-        if not self._global_meter:
-            return True
-        api = self._api
-        provider = _global_provider(
-            api.metrics_state, "_METER_PROVIDER", api.metrics.get_meter_provider
-        )
-        return provider is not None and _live(provider)
-
-    def _request_started(self, event: RequestStarted) -> None:
-        thread = self._thread
-        if thread.request_id is not None:
-            self._abandon(thread)
-        context = self._context
-        if (
-            self._global_tracer
-            and self._global_meter
-            and getattr(self._trace, "_TRACER_PROVIDER", _MISSING) is None
-            and getattr(self._api.metrics_state, "_METER_PROVIDER", _MISSING) is None
-            and not context.get_current()
-        ):
+    # --------------------------------------------------------------- request and attempt
+    def _request_started(self, event: events.RequestStarted) -> None:
+        requests = self._requests
+        if requests.thread.request_id is not None:
+            requests.abandon()
+        listeners = self._listeners
+        if listeners.none():
             return  # no SDK configured and no trace to pass on: nothing to do, at once
-        traced = self._traced()
-        if traced:
-            suppressed = self._api.suppress_key
-            traced = not (suppressed is not None and context.get_value(suppressed))
-        if not traced and not self._measured():
+        traced = listeners.want_spans()
+        if not traced and not listeners.want_metrics():
             return  # no SDK: the cheap path, nothing kept
         record = _Request(event)
-        thread.request_id = event.request_id
-        thread.request = record
+        requests.run(event.request_id, record)
         if traced:
             span = self._tracer.start_span(
                 f"rcm {record.span_name()}",
@@ -676,22 +887,13 @@ class Telemetry:
                 record.span = span
                 record.recording = span.is_recording()
                 record.context = self._trace.set_span_in_context(span)
-                thread.tokens.append(context.attach(record.context))
+                requests.attach(event.request_id, record.context)
             else:  # a no-op tracer: pass the caller's trace on as it is
-                record.context = context.get_current()
-        self._remember(event.request_id, record)
+                record.context = self._context.get_current()
+        requests.keep(event.request_id, record)
 
-    def _abandon(self, thread: _ThreadState) -> None:
-        """The previous request of this thread never finished: close what it left open."""
-        self._detach()
-        if thread.request_id is not None:
-            stale = self._forget(thread.request_id)
-            if stale is not None:
-                self._end_stale(stale, "rcm.telemetry.unfinished")
-        thread.request_id = thread.request = None
-
-    def _attempt_started(self, event: AttemptStarted) -> None:
-        record = self._open.get(event.request_id)
+    def _attempt_started(self, event: events.AttemptStarted) -> None:
+        record = self._requests.by_id.get(event.request_id)
         if record is None:
             return
         if record.span is None:
@@ -717,21 +919,14 @@ class Telemetry:
         context = self._trace.set_span_in_context(span, record.context)
         if event.headers is not None:
             self._inject(event.headers, context=context)
-        if self._thread.request_id == event.request_id:
-            self._thread.tokens.append(self._context.attach(context))
+        self._requests.attach(event.request_id, context)
 
-    def _attempt_finished(self, event: AttemptFinished) -> None:
-        record = self._open.get(event.request_id)
+    def _attempt_finished(self, event: events.AttemptFinished) -> None:
+        record = self._requests.by_id.get(event.request_id)
         if record is None:
             return
         error_type = _error_type(event.status, event.error)
-        labels = record.labels
-        if event.status is not None or error_type is not None:
-            labels = dict(labels)
-            if event.status is not None:
-                labels["http.response.status_code"] = event.status
-            if error_type is not None:
-                labels["error.type"] = error_type
+        labels = _with_outcome(record.labels, event.status, error_type)
         self._instruments.http_duration.record(event.duration, labels)
         if record.attempt is not None:
             self._end_attempt(record, event, error_type)
@@ -739,44 +934,28 @@ class Telemetry:
     def _end_attempt(
         self,
         record: _Request,
-        event: Optional[AttemptFinished],
+        event: Optional[events.AttemptFinished],
         error_type: Optional[str] = "rcm.telemetry.unfinished",
     ) -> None:
         span = record.attempt
         assert span is not None
         record.attempt = None
-        if self._thread.request is record and len(self._thread.tokens) > 1:
-            self._detach(keep=1)
-        if span.is_recording():
-            attributes: dict[str, Any] = {}
-            if event is not None:
-                if event.status is not None:
-                    attributes["http.response.status_code"] = event.status
-                attributes["rcm.verdict"] = event.verdict
-            if error_type is not None:
-                attributes["error.type"] = error_type
-                span.set_status(self._trace.StatusCode.ERROR)
-            span.set_attributes(attributes)
-        span.end()
+        self._requests.detach_attempt(record)
+        attributes = {} if event is None else {"rcm.verdict": event.verdict}
+        status = None if event is None else event.status
+        self._end_span(span, span.is_recording(), attributes, status, error_type)
 
-    def _request_finished(self, event: RequestFinished) -> None:
-        record = self._forget(event.request_id) if event.request_id in self._open else None
-        thread = self._thread
-        if thread.request_id == event.request_id:
-            self._detach()
-            thread.request_id = thread.request = None
-        error_type = _error_type(event.status, event.error)
+    def _request_finished(self, event: events.RequestFinished) -> None:
+        record = self._requests.finish(event.request_id)
         if record is None:
             return
+        error_type = _error_type(event.status, event.error)
         labels: dict[str, Any] = {
             "http.request.method": record.method,
             "rcm.host": record.host,
             "rcm.retried": event.attempts > 1,
         }
-        if event.status is not None:
-            labels["http.response.status_code"] = event.status
-        if error_type is not None:
-            labels["error.type"] = error_type
+        labels = _with_outcome(labels, event.status, error_type)
         self._instruments.request_duration.record(event.duration, labels)
         if record.attempt is not None:
             self._end_attempt(record, None, event.error or "rcm.telemetry.unfinished")
@@ -784,105 +963,37 @@ class Telemetry:
         if span is None:
             return
         record.span = None
-        if record.recording:
-            attributes: dict[str, Any] = {"rcm.attempts": event.attempts}
-            if event.status is not None:
-                attributes["http.response.status_code"] = event.status
+        attempts = {"rcm.attempts": event.attempts}
+        self._end_span(span, record.recording, attempts, event.status, error_type)
+
+    def _end_span(
+        self,
+        span: Span,
+        recording: bool,
+        attributes: dict[str, Any],
+        status: Optional[int],
+        error_type: Optional[str],
+    ) -> None:
+        """End ``span``, first setting (if ``recording``) the attributes of the outcome.
+
+        Args:
+            span: The span.
+            recording: The span records (its attributes are worth setting).
+            attributes: Attributes to set.
+            status: ``http.response.status_code``, if any.
+            error_type: ``error.type``, if any; it also marks the span's status an error.
+        """
+        if recording:
             if error_type is not None:
-                attributes["error.type"] = error_type
                 span.set_status(self._trace.StatusCode.ERROR)
-            span.set_attributes(attributes)
+            span.set_attributes(_with_outcome(attributes, status, error_type))
         span.end()
-
-    # ---------------------------------------------------------------- the resilience story
-    def _story(self, request_id: Optional[int], name: str, attributes: dict[str, Any]) -> None:
-        """Add a span event to the request's span, or to the attempt running now."""
-        if request_id is None:
-            record = self._thread.request
-        else:
-            record = self._open.get(request_id)
-        if record is None or not record.recording:
-            return
-        span = record.attempt if record.attempt is not None else record.span
-        if span is not None:
-            span.add_event(name, attributes)
-
-    def _retry_scheduled(self, event: RetryScheduled) -> None:
-        error_type = _outcome_type(event.outcome)
-        self._instruments.retries.add(1, {"rcm.host": event.host, "error.type": error_type})
-        self._story(
-            event.request_id,
-            "rcm.retry",
-            {"rcm.attempt": event.attempt, "error.type": error_type, "rcm.wait": event.wait},
-        )
-
-    def _retry_denied(self, event: RetryDenied) -> None:
-        reason = "retry_budget"
-        self._instruments.refusals.add(1, {"rcm.host": event.host, "rcm.refusal.reason": reason})
-        self._story(
-            event.request_id,
-            "rcm.refused",
-            {"rcm.refusal.reason": reason, "rcm.attempt": event.attempt},
-        )
-
-    def _waited(self, event: Waited) -> None:
-        self._instruments.waits.record(
-            event.seconds, {"rcm.host": event.host, "rcm.wait.reason": event.reason}
-        )
-        self._story(
-            event.request_id,
-            "rcm.wait",
-            {"rcm.wait.reason": event.reason, "rcm.wait.duration": event.seconds},
-        )
-
-    def _refused(self, event: Refused) -> None:
-        self._instruments.refusals.add(
-            1, {"rcm.host": event.host, "rcm.refusal.reason": event.reason}
-        )
-        attributes: dict[str, Any] = {"rcm.refusal.reason": event.reason}
-        if event.retry_after is not None:
-            attributes["rcm.refusal.retry_after"] = event.retry_after
-        self._story(event.request_id, "rcm.refused", attributes)
-        record = self._open.get(event.request_id)
-        if record is not None and record.recording and record.span is not None:
-            record.span.set_attribute("rcm.refusal.reason", event.reason)
-
-    def _host_paused(self, event: HostPaused) -> None:
-        self._instruments.pauses.add(1, {"rcm.host": event.host, "rcm.pause.source": event.source})
-        self._story(
-            None,
-            "rcm.host_paused",
-            {"rcm.pause.source": event.source, "rcm.pause.duration": event.seconds},
-        )
-
-    def _breaker_changed(self, event: BreakerStateChanged) -> None:
-        if not event.old:
-            return  # a new breaker, not a transition
-        self._instruments.transitions.add(
-            1, {"rcm.host": event.host, "rcm.breaker.state": event.new}
-        )
-        self._story(
-            None,
-            "rcm.breaker",
-            {
-                "rcm.host": event.host,
-                "rcm.breaker.previous_state": event.old,
-                "rcm.breaker.state": event.new,
-            },
-        )
-
-    def _shared_changed(self, event: SharedStateChanged) -> None:
-        if not event.healthy:
-            self._instruments.outages.add(1, {"error.type": event.cause or "unknown"})
-        self._story(None, "rcm.shared_state", {"rcm.shared_state.healthy": event.healthy})
 
     # ------------------------------------------------------------------------- lifecycle
     def reinit_after_fork(self) -> None:
         """In a forked child: a fresh lock, no open request (their spans stay in the parent)."""
-        self._lock = threading.Lock()
-        self._open = {}
-        self._thread = _ThreadState()
+        self._requests.reinit_after_fork()
 
     def open_requests(self) -> int:
         """Requests started and not finished (for tests and diagnostics)."""
-        return len(self._open)
+        return len(self._requests)
