@@ -76,7 +76,6 @@ class RedisTarget:
         self.keyword = keyword
         self.timeout = timeout
         self._factory = factory
-        self._owned = owned
         #: The client is ours (made from the URL): scripts go the short way to it.
         self.owned = owned
         self._client: Any = None
@@ -91,7 +90,7 @@ class RedisTarget:
                 if self._client is None:
                     self._client, made = made, None
                 client = self._client
-            if made is not None and self._owned:
+            if made is not None and self.owned:
                 made.close()
         return client
 
@@ -110,7 +109,7 @@ class RedisTarget:
         try:
             self.client().ping(target_nodes=RedisCluster.PRIMARIES)
         except Exception:
-            if self._owned:
+            if self.owned:
                 self.close()
             raise
 
@@ -146,7 +145,7 @@ class RedisTarget:
         """Close the client if it is ours."""
         with self._lock:
             client, self._client = self._client, None
-        if client is not None and self._owned:
+        if client is not None and self.owned:
             client.close()
 
 
