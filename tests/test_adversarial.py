@@ -333,7 +333,10 @@ HOSTILE_HEADS = {
     "huge-chunk-size": STATUS_HEAD
     + b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nabc",
     "two-content-lengths": STATUS_HEAD + b"Content-Length: 2\r\nContent-Length: 5\r\n\r\nokabc",
-    "bad-gzip": STATUS_HEAD + b"Content-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnotgz",
+    # The server closes after each answer and says so: the retry cannot race a dropped
+    # keep-alive connection (a reused connection the server already closed).
+    "bad-gzip": STATUS_HEAD
+    + b"Content-Encoding: gzip\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnotgz",
 }
 
 
@@ -538,10 +541,17 @@ def test_control_characters_in_a_path_are_encoded_not_smuggled(
 
 
 def test_a_nul_in_the_host_is_an_invalid_url_and_nothing_is_sent(faults: FaultServer) -> None:
-    """A NUL byte inside the host name: InvalidURL, no connection."""
+    """A NUL byte inside the host name: requests' error for it, no connection.
+
+    urllib3 2.3+ refuses the host (InvalidURL); older urllib3 percent-encodes it and the
+    name does not resolve (ConnectionError): the contract error is what requests raises.
+    """
+    url = f"http://127.0.0.1\x00.evil:{faults.port}/"
+    plain = _plain_error(url)
     with ConnectionManager() as cm, pytest.raises(ConnectionManagerError) as info:
-        cm.get(f"http://127.0.0.1\x00.evil:{faults.port}/")
-    _contract(info.value, rex.InvalidURL)
+        cm.get(url)
+    _contract(info.value, type(plain))
+    assert isinstance(plain, (rex.InvalidURL, rex.ConnectionError))
     assert faults.connections == 0
 
 

@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import pickle
+import re
 from typing import Any
 from unittest import mock
 
@@ -99,11 +100,17 @@ def test_exceptions_keep_requests_args_request_and_response() -> None:
         cm.get(url, timeout=2)
     assert isinstance(ours.value, ConnectionManagerError)
     assert type(ours.value.args[0]) is type(plain.value.args[0]) is uex.MaxRetryError
-    assert str(ours.value) == str(plain.value)
+    # urllib3 before 2.3 quotes the connection object's default repr (module and address):
+    # that part differs between any two connections, so it is compared as "<object>".
+    assert _no_object_reprs(str(ours.value)) == _no_object_reprs(str(plain.value))
     assert ours.value.request is not None
     assert ours.value.request.url == url
     assert ours.value.response is None
     assert ours.value.__cause__ is not None
+
+
+def _no_object_reprs(text: str) -> str:
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>", "<object>", text)
 
 
 def test_a_stream_read_timeout_keeps_urllib3s_error(app: AppServer) -> None:

@@ -150,7 +150,7 @@ def test_netrc_is_found_as_requests_finds_it(clean_env: pytest.MonkeyPatch, tmp_
         plain = requests.Session()
         for _ in range(2):
             for url in hosts:
-                assert _prepared_auth(cm.session, url) == _prepared_auth(plain, url)
+                assert _prepared_auth(cm.session, url) == _netrc_reference(plain, url)
         assert _prepared_auth(cm.session, hosts[0]) is not None
         netrc.write_text("machine api.example.com login bob password a-longer-second\n")
         assert _prepared_auth(cm.session, hosts[0]) == _prepared_auth(plain, hosts[0])
@@ -159,6 +159,19 @@ def test_netrc_is_found_as_requests_finds_it(clean_env: pytest.MonkeyPatch, tmp_
         assert _prepared_auth(plain, hosts[0]) is None
         clean_env.setenv("NETRC", str(tmp_path / "elsewhere"))
         assert _prepared_auth(cm.session, hosts[2]) == _prepared_auth(plain, hosts[2])
+
+
+#: requests before 2.32.4 looked .netrc up by ``netloc.split(":")[0]``, so a URL with
+#: user-info found no entry (CVE-2024-47081 fixed the lookup to use the host name).
+_NETLOC_NETRC = tuple(int(p) for p in requests.__version__.split(".")[:3]) < (2, 32, 4)
+
+
+def _netrc_reference(plain: requests.Session, url: str) -> Any:
+    """What requests answers for ``url``; with its pre-2.32.4 lookup, the fixed answer."""
+    if _NETLOC_NETRC and "@" in url:
+        host_only = url.split("//", 1)[0] + "//" + url.split("@", 1)[1]
+        return _prepared_auth(plain, host_only)
+    return _prepared_auth(plain, url)
 
 
 def test_a_patched_netrc_lookup_is_used(clean_env: pytest.MonkeyPatch) -> None:
