@@ -1,7 +1,9 @@
 """A worker process for the fleet tests: calls through a manager that shares state in Redis.
 
 Run as ``python -m tests.fleet_worker --redis URL --url URL --calls N [...]``; prints one
-JSON list with the outcome of each call (a status code, or an exception class name).
+JSON list with the outcome of each call (a status code, or an exception class name), then,
+with ``--starts``, a second JSON list: the ``time.monotonic()`` of each attempt's start
+(right after its permit; one clock for every process of the machine).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from typing import Optional
 
 from requests_connection_manager import ConnectionManager, ConnectionManagerError
+from requests_connection_manager.events import AttemptStarted
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -25,8 +28,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--strategy", default="sliding-window")
     parser.add_argument("--threshold", type=int, default=5)
     parser.add_argument("--recovery", type=float, default=60)
+    parser.add_argument("--starts", action="store_true")
     args = parser.parse_args(argv)
     outcomes: list[object] = []
+    starts: list[float] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, AttemptStarted):
+            starts.append(event.time)
+
     with ConnectionManager(
         max_retries=0,
         redis_url=args.redis,
@@ -37,6 +47,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         circuit_breaker_failure_threshold=args.threshold,
         circuit_breaker_recovery_timeout=args.recovery,
         total_timeout=30,
+        on_event=on_event,
     ) as cm:
         for _ in range(args.calls):
             try:
@@ -44,6 +55,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             except ConnectionManagerError as exc:
                 outcomes.append(type(exc).__name__)
     print(json.dumps(outcomes))
+    if args.starts:
+        print(json.dumps(starts))
     return 0
 
 
