@@ -80,12 +80,19 @@ class RedisTarget:
         #: The client is ours (made from the URL): scripts go the short way to it.
         self.owned = owned
         self._client: Any = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def client(self) -> Any:
-        """The client; made on first use (may raise a Redis error when it connects)."""
+        """The client; made on first use (may raise a Redis error when it connects).
+
+        Raises:
+            ConnectionError: The target was closed (a call racing the manager's close).
+        """
         client = self._client
         if client is None:
+            if self._closed:
+                raise ConnectionError("shared state: the manager was closed")
             made = self._factory()  # may connect: no lock held
             with self._lock:
                 if self._client is None:
@@ -111,7 +118,7 @@ class RedisTarget:
             self.client().ping(target_nodes=RedisCluster.PRIMARIES)
         except Exception:
             if self._owned:
-                self.close()
+                self.close(final=False)
             raise
 
     def subscriber_clients(self) -> list[Any]:
@@ -142,10 +149,11 @@ class RedisTarget:
         """A fresh lock in a forked child (redis-py's pools reconnect after a fork)."""
         self._lock = threading.Lock()
 
-    def close(self) -> None:
-        """Close the client if it is ours."""
+    def close(self, final: bool = True) -> None:
+        """Close the client if it is ours (``final``: for good; else it is made again)."""
         with self._lock:
             client, self._client = self._client, None
+            self._closed = self._closed or final
         if client is not None and self._owned:
             client.close()
 
