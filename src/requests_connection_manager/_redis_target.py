@@ -172,10 +172,10 @@ def _plain(pool: Any, timeout: float, host: Any, port: Any) -> Any:
     if issubclass(pool.connection_class, redis.SSLConnection):
         kind: Any = redis.SSLConnection
     elif issubclass(pool.connection_class, redis.UnixDomainSocketConnection):
-        kind = redis.UnixDomainSocketConnection
+        kind = _unix_connection()
     else:
         kind = redis.Connection
-    if kind is not redis.UnixDomainSocketConnection:
+    if not issubclass(kind, redis.UnixDomainSocketConnection):
         kwargs["host"], kwargs["port"] = host, port
     return redis.Redis(
         connection_pool=redis.ConnectionPool(
@@ -264,7 +264,38 @@ def _single_factory(url: str, timeout: float) -> Callable[[], Any]:
         )
     except ValueError as exc:
         raise ValueError(f"redis_url is not a valid Redis URL: {exc}") from None
+    pool = client.connection_pool
+    if pool.connection_class is redis.UnixDomainSocketConnection:
+        pool.connection_class = _unix_connection()
     return lambda: client
+
+
+def _unix_connection() -> Any:
+    """redis-py's Unix socket connection, closing its socket when it fails to connect.
+
+    redis-py 5.x leaves it open (a ``ResourceWarning`` per attempt, and a descriptor until
+    the garbage collector runs); 8.x closes it, as this does.
+    """
+    import socket
+
+    import redis
+
+    if int(redis.__version__.split(".")[0]) >= 6:
+        return redis.UnixDomainSocketConnection
+
+    class UnixConnection(redis.UnixDomainSocketConnection):
+        def _connect(self) -> Any:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.socket_connect_timeout)
+                sock.connect(self.path)
+                sock.settimeout(self.socket_timeout)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+
+    return UnixConnection
 
 
 def _hosts(url: str, default_port: int) -> tuple[list[tuple[str, int]], dict[str, str], str]:
