@@ -1,9 +1,11 @@
 """A worker process for the fleet tests: calls through a manager that shares state in Redis.
 
 Run as ``python -m tests.fleet_worker --redis URL --url URL --calls N [...]``; prints one
-JSON list with the outcome of each call (a status code, or an exception class name), and
-on stderr ``outages=N``: how often this process fell back to local state (Redis failing
-or too slow), during which the quota is not shared.
+JSON list with the outcome of each call (a status code, or an exception class name), then,
+with ``--starts``, a second JSON list: the ``time.monotonic()`` of each attempt's start
+(right after its permit; one clock for every process of the machine); on stderr
+``outages=N``: how often this process fell back to local state (Redis failing or too
+slow), during which the quota is not shared.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from typing import Optional
 
 from requests_connection_manager import ConnectionManager, ConnectionManagerError
-from requests_connection_manager.events import Event, SharedStateChanged
+from requests_connection_manager.events import AttemptStarted, Event, SharedStateChanged
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -29,13 +31,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--strategy", default="sliding-window")
     parser.add_argument("--threshold", type=int, default=5)
     parser.add_argument("--recovery", type=float, default=60)
+    parser.add_argument("--starts", action="store_true")
     args = parser.parse_args(argv)
     outcomes: list[object] = []
     outages: list[str] = []
+    starts: list[float] = []
 
     def on_event(event: Event) -> None:
         if isinstance(event, SharedStateChanged) and not event.healthy:
             outages.append(str(event.cause))
+        if isinstance(event, AttemptStarted):
+            starts.append(event.time)
 
     with ConnectionManager(
         max_retries=0,
@@ -56,6 +62,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 outcomes.append(type(exc).__name__)
     print(json.dumps(outcomes))
     print(f"outages={len(outages)} {' '.join(outages)}", file=sys.stderr)
+    if args.starts:
+        print(json.dumps(starts))
     return 0
 
 

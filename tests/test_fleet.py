@@ -47,10 +47,13 @@ def _workers(count: int, *args: str) -> list[subprocess.Popen[str]]:
 
 
 def _outcomes(process: subprocess.Popen[str]) -> list[object]:
+    return _lines(process)[0]
+
+
+def _lines(process: subprocess.Popen[str]) -> list[list[object]]:
     out, err = process.communicate(timeout=45)
     assert process.returncode == 0, err
-    result: list[object] = json.loads(out)
-    return result
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def _arrivals(app: AppServer, path: str) -> list[float]:
@@ -98,32 +101,34 @@ def test_three_processes_share_one_sliding_window_quota(
             "--rate", "10",
             "--period", "1",
             "--strategy", "sliding-window",
+            "--starts",
         )  # fmt: skip
         reports = [_report(w) for w in workers]
-        if all(outages == 0 for _, outages in reports):
+        if all(outages == 0 for _, _, outages in reports):
             break
         time.sleep(1.0)  # let the window empty before the next run
-    assert [outages for _, outages in reports] == [0, 0, 0], "Redis was unhealthy in 3 runs"
-    assert [outcomes for outcomes, _ in reports] == [[200] * 12] * 3
-    assert len(arrivals) == 36
-    # The limiter grants at most 10 starts in any 1 s window (on Redis's clock); each
-    # arrival then carries its own latency (a fresh connection costs a few ms more than a
-    # kept-alive one, a loaded CI machine more, a cold interpreter's first call 50 ms and
-    # more), so the server-side check allows 200 ms of that jitter. 36 grants need at least
-    # three turns of the window. Without the shared quota all 36 would arrive within a
-    # fraction of a second.
-    assert max(arrivals) - min(arrivals) >= 2.5
-    assert _max_in_window(arrivals, 0.8) <= 10
-    assert _max_in_window(arrivals, 1.8) <= 20
+    assert [outages for _, _, outages in reports] == [0, 0, 0], "Redis was unhealthy in 3 runs"
+    assert [outcomes for outcomes, _, _ in reports] == [[200] * 12] * 3
+    starts = [float(t) for _, times, _ in reports for t in times]  # type: ignore[arg-type]
+    assert len(starts) == len(arrivals) == 36
+    # The guarantee: never more than 10 permits in any 1 s. Each attempt starts right
+    # after its permit (within a few ms, unless a loaded machine stalls the process).
+    assert _max_in_window(starts, 0.95) <= 10
+    assert _max_in_window(starts, 1.95) <= 20
+    # At the server each arrival also carries its own latency (a cold interpreter's first
+    # call can take 100 ms and more): checked loosely. Without the shared quota all 36
+    # would arrive within a fraction of a second.
+    assert _max_in_window(arrivals, 0.5) <= 10
 
 
-def _report(process: subprocess.Popen[str]) -> tuple[list[object], int]:
-    """A worker's outcomes and how many outages of shared state it saw."""
+def _report(process: subprocess.Popen[str]) -> tuple[list[object], list[object], int]:
+    """A worker's outcomes, its attempts' start times and how many outages it saw."""
     out, err = process.communicate(timeout=45)
     assert process.returncode == 0, err
     outages = re.search(r"outages=(\d+)", err)
     assert outages is not None, err
-    return json.loads(out), int(outages.group(1))
+    outcomes, starts = (json.loads(line) for line in out.splitlines() if line.strip())
+    return outcomes, starts, int(outages.group(1))
 
 
 def test_fixed_window_quota_is_shared_too(fleet_redis: FleetRedis, app: AppServer) -> None:
@@ -329,8 +334,9 @@ def test_redis_killed_mid_run_fails_open_with_one_warning_and_sharing_resumes(
             "outages": 1,
         }
         assert [r for r in caplog.records if "resumed" in r.getMessage()]
-        cm.get(app.url("/x"))
-        assert fleet_redis.keys(), "the quota lives in Redis again"
+        # the quota lives in Redis again (a cluster just restarted may answer a first
+        # command with a redirection or TRYAGAIN: then the call goes on locally)
+        assert wait_until(lambda: cm.get(app.url("/x")).ok and bool(fleet_redis.keys()), 10)
 
 
 @pytest.mark.parametrize(

@@ -298,7 +298,7 @@ def _throttling(app: AppServer, path: str, headers: dict[str, str]) -> None:
 def test_a_pause_reaches_every_process(
     app: AppServer, fleet_redis: FleetRedis, headers: dict[str, str]
 ) -> None:
-    """A is told to wait 5 s; B, which knows the host, is paused too and sends nothing there."""
+    """A is told to wait 5 s; B, which knows the host, and C, which does not, are paused too."""
     app.ok("/ok")
     _throttling(app, "/limited", headers)
     settings: dict[str, Any] = {"max_retries": 0, "retry_after_max": 1}
@@ -313,6 +313,11 @@ def test_a_pause_reaches_every_process(
         with pytest.raises(RateLimitExceeded) as info:
             b.get(app.url("/ok"))  # longer than B's retry_after_max: refused at once
         assert 4 < (info.value.retry_after or 0) <= 5
+        with (
+            ConnectionManager(redis_url=fleet_redis.url, **settings) as c,
+            pytest.raises(RateLimitExceeded),
+        ):
+            c.get(app.url("/ok"))  # a process that never called the host: its first call
     assert app.hits("/ok") == 1
     assert app.hits("/limited") == 1
 

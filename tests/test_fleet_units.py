@@ -141,7 +141,7 @@ def test_a_subscriber_connection_copies_credentials_and_tls_not_retries() -> Non
     ]:
         client = target_module._plain(pool, 0.25, "10.0.0.1", 7000)
         made = client.connection_pool
-        assert made.connection_class is kind
+        assert issubclass(made.connection_class, kind)
         assert made.connection_kwargs["retry"]._retries == 0
         assert made.connection_kwargs["socket_connect_timeout"] == 0.25
         for key in ("password", "ssl_ca_certs", "path", "username"):
@@ -296,3 +296,90 @@ def test_an_unreachable_cluster_url_is_one_warning(caplog: pytest.LogCaptureFixt
     ):
         assert cm.get_stats()["shared_state"]["healthy"] is False
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+
+
+# ------------------------------------------------------------- the short way to Redis
+def test_the_short_way_falls_back_to_redis_py_when_it_cannot_go(
+    redis_server: RedisServer,
+) -> None:
+    """No pool (a duck client), or a slot map that cannot be read: redis-py's own path."""
+    from requests_connection_manager._redis_wire import Fallback, call
+
+    class NoPool:
+        pass
+
+    class BrokenCluster:
+        def get_node_from_key(self, key: str) -> Any:
+            raise redis.exceptions.RedisClusterException("no slot map")
+
+    class UnreadableSlots:
+        def get_node_from_key(self, key: str) -> Any:
+            raise redis.exceptions.ConnectionError("no node answers")
+
+    for client in (NoPool(), UnreadableSlots()):
+        with pytest.raises(Fallback):
+            call(client, "EVALSHA", "0" * 40, 1, "{k}:x")
+    with pytest.raises(redis.exceptions.RedisClusterException):
+        call(BrokenCluster(), "EVALSHA", "0" * 40, 1, "{k}:x")  # not a RedisError: raised
+    plain = redis.Redis(port=redis_server.port)
+    try:
+        with pytest.raises(redis.exceptions.NoScriptError):
+            call(plain, "EVALSHA", "0" * 40, 1, "{k}:x")  # the caller sends EVAL then
+        assert run(plain, READ, [HostKeys("u", "h").breaker], [], direct=True)[0] == b"closed"
+    finally:
+        plain.close()
+
+
+def test_the_short_way_on_a_dead_node_raises_and_keeps_no_connection() -> None:
+    """A single node that refuses the connection: the error is raised, the pool stays empty."""
+    from requests_connection_manager._redis_wire import call
+
+    client = redis.Redis(port=free_port(), socket_connect_timeout=0.25)
+    try:
+        with pytest.raises(redis.exceptions.ConnectionError):
+            call(client, "EVALSHA", "0" * 40, 1, "{k}:x")
+        assert client.connection_pool._in_use_connections == set()
+    finally:
+        client.close()
+
+
+def test_a_down_link_checks_in_the_background(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """During an outage the ticker's check fails quietly (DEBUG), then succeeds: resumed."""
+    link = SharedLink.from_keywords(redis_server.url, None, "unit")
+    assert link is not None
+    events: list[Any] = []
+    link.publish = events.append
+    link.start()
+    try:
+        redis_server.stop()
+        link.failed(ConnectionError("gone"))
+        with caplog.at_level(logging.DEBUG, logger="requests_connection_manager"):
+            link._retry_at = 0.0
+            link._probe()  # Redis is still down
+        assert any("still unusable" in r.getMessage() for r in caplog.records)
+        assert not link.usable()
+        redis_server.start()
+        link._retry_at = 0.0
+        link._probe()
+        assert link.usable()
+        assert [e.healthy for e in events] == [False, True]
+        link._resumed()  # resuming twice is one event
+        assert len(events) == 2
+    finally:
+        link.close()
+
+
+def test_a_shared_limiter_is_quiet_when_its_twin_is(redis_server: RedisServer) -> None:
+    """Forgetting a shared limiter loses nothing the Redis window does not keep."""
+    from requests_connection_manager._limiter import LimiterFactory
+    from requests_connection_manager.config import RateLimitConfig
+
+    link = SharedLink.from_keywords(redis_server.url, None, "unit")
+    assert link is not None
+    settings = RateLimitConfig(5, 1.0)
+    local = LimiterFactory(lambda: 0.0).build(settings, "h")
+    limiter = link.limiter(settings, "h", local)
+    assert limiter.quiet() == local.quiet()
+    link.close()

@@ -277,6 +277,8 @@ class Admission:
 
     def _wait_for_pause(self, ex: Exchange) -> None:
         host = ex.host
+        if host.fleet is not None:
+            host.fleet.current()  # shared state: a host first seen learns its pause (fleet2)
         for _ in range(_MAX_PAUSE_ROUNDS):
             now = self.clock.monotonic()
             pause = host.paused_for(now)

@@ -79,12 +79,19 @@ class RedisTarget:
         #: The client is ours (made from the URL): scripts go the short way to it.
         self.owned = owned
         self._client: Any = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def client(self) -> Any:
-        """The client; made on first use (may raise a Redis error when it connects)."""
+        """The client; made on first use (may raise a Redis error when it connects).
+
+        Raises:
+            ConnectionError: The target was closed (a call racing the manager's close).
+        """
         client = self._client
         if client is None:
+            if self._closed:
+                raise ConnectionError("shared state: the manager was closed")
             made = self._factory()  # may connect: no lock held
             with self._lock:
                 if self._client is None:
@@ -110,7 +117,7 @@ class RedisTarget:
             self.client().ping(target_nodes=RedisCluster.PRIMARIES)
         except Exception:
             if self.owned:
-                self.close()
+                self.close(final=False)
             raise
 
     def subscriber_clients(self) -> list[Any]:
@@ -141,10 +148,11 @@ class RedisTarget:
         """A fresh lock in a forked child (redis-py's pools reconnect after a fork)."""
         self._lock = threading.Lock()
 
-    def close(self) -> None:
-        """Close the client if it is ours."""
+    def close(self, final: bool = True) -> None:
+        """Close the client if it is ours (``final``: for good; else it is made again)."""
         with self._lock:
             client, self._client = self._client, None
+            self._closed = self._closed or final
         if client is not None and self.owned:
             client.close()
 
@@ -163,10 +171,10 @@ def _plain(pool: Any, timeout: float, host: Any, port: Any) -> Any:
     if issubclass(pool.connection_class, redis.SSLConnection):
         kind: Any = redis.SSLConnection
     elif issubclass(pool.connection_class, redis.UnixDomainSocketConnection):
-        kind = redis.UnixDomainSocketConnection
+        kind = _unix_connection()
     else:
         kind = redis.Connection
-    if kind is not redis.UnixDomainSocketConnection:
+    if not issubclass(kind, redis.UnixDomainSocketConnection):
         kwargs["host"], kwargs["port"] = host, port
     return redis.Redis(
         connection_pool=redis.ConnectionPool(
@@ -255,7 +263,38 @@ def _single_factory(url: str, timeout: float) -> Callable[[], Any]:
         )
     except ValueError as exc:
         raise ValueError(f"redis_url is not a valid Redis URL: {exc}") from None
+    pool = client.connection_pool
+    if pool.connection_class is redis.UnixDomainSocketConnection:
+        pool.connection_class = _unix_connection()
     return lambda: client
+
+
+def _unix_connection() -> Any:
+    """redis-py's Unix socket connection, closing its socket when it fails to connect.
+
+    redis-py 5.x leaves it open (a ``ResourceWarning`` per attempt, and a descriptor until
+    the garbage collector runs); 8.x closes it, as this does.
+    """
+    import socket
+
+    import redis
+
+    if int(redis.__version__.split(".")[0]) >= 6:
+        return redis.UnixDomainSocketConnection
+
+    class UnixConnection(redis.UnixDomainSocketConnection):
+        def _connect(self) -> Any:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.socket_connect_timeout)
+                sock.connect(self.path)
+                sock.settimeout(self.socket_timeout)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+
+    return UnixConnection
 
 
 def _hosts(url: str, default_port: int) -> tuple[list[tuple[str, int]], dict[str, str], str]:

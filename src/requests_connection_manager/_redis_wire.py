@@ -72,8 +72,9 @@ def call(client: Any, *args: Any) -> Any:
         raise Fallback() from exc
     if pool is None:
         raise Fallback()
-    connection = _connection(pool)
+    connection = None
     try:
+        connection = _connection(pool)  # connects (or reconnects) if needed
         connection.send_packed_command(connection.pack_command(*args), check_health=False)
         return connection.read_response()
     except NoScriptError:
@@ -83,7 +84,9 @@ def call(client: Any, *args: Any) -> Any:
             raise Fallback() from exc
         raise
     except BaseException:
-        connection.disconnect()
+        if connection is not None:
+            connection.disconnect()
         raise
     finally:
-        pool.release(connection)
+        if connection is not None:
+            pool.release(connection)
