@@ -26,6 +26,7 @@ remembered while a patch is in place.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import urllib.request
 from typing import Any, Callable, Optional, TypeVar, cast
@@ -33,18 +34,18 @@ from urllib.parse import urlsplit
 
 import requests.sessions
 import requests.utils
-from requests.auth import AuthBase, HTTPBasicAuth
-from requests.sessions import merge_setting
-from requests.utils import NETRC_FILES, get_auth_from_url
+from requests.utils import NETRC_FILES
 
-__all__ = ["URL_AUTH", "Environment"]
+from ._prepare import merge_setting
+
+__all__ = ["Environment"]
 
 # Hosts (and .netrc answers) remembered per environment; beyond this the cache starts over.
 _CACHE_SIZE = 1024
 _T = TypeVar("_T")
 _MISSING: Any = object()
-# requests' own merge of a call setting with the session's (untyped in the stubs).
-_merge_setting = cast("Callable[[Any, Any], Any]", merge_setting)
+# A URL's beginning up to the end of its authority, as written.
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 
 
 # requests' own functions, as imported: while one is patched, nothing is remembered.
@@ -56,31 +57,36 @@ _LOOKED_UP = (
     (requests.utils, "getproxies"),
 )
 _ORIGINAL = tuple(getattr(module, name) for module, name in _LOOKED_UP)
+_UTILS: Any = requests.utils  # some of its names are not in the stubs
 
 
 def _unpatched() -> bool:
-    return all(
-        getattr(module, name) is original for (module, name), original in zip(_LOOKED_UP, _ORIGINAL)
+    return (
+        requests.sessions.get_environ_proxies is _ORIGINAL[0]
+        and requests.sessions.get_netrc_auth is _ORIGINAL[1]
+        and _UTILS.should_bypass_proxies is _ORIGINAL[2]
+        and _UTILS.proxy_bypass is _ORIGINAL[3]
+        and _UTILS.getproxies is _ORIGINAL[4]
     )
 
 
-class _UrlAuth(AuthBase):
-    """What requests does without ``auth``: the URL's own ``user:password@``, if any.
+def _host_key(url: Any) -> Any:
+    """What decides ``url``'s host and port for requests' lookups, or None (let requests say).
 
-    Given as the ``auth`` of a request whose ``.netrc`` lookup found nothing, so that
-    requests does not look again (``PreparedRequest.prepare_auth`` applies the URL's
-    credentials only when ``auth`` is None; this does the same).
+    The URL as written up to the end of its authority (``scheme://user@host:port``):
+    requests' functions read the host and port from that part alone, so two URLs with the
+    same beginning get the same answers; no parsing on the way. A URL that does not begin
+    that way is parsed: its host and port.
     """
-
-    def __call__(self, request: Any) -> Any:
-        user_password = get_auth_from_url(request.url)
-        if any(user_password):
-            return HTTPBasicAuth(*user_password)(request)
-        return request
-
-
-#: The ``auth`` standing for "no .netrc credentials: the URL's own, if any".
-URL_AUTH = _UrlAuth()
+    if isinstance(url, str):
+        match = _AUTHORITY.match(url)
+        if match is not None:
+            return match.group()
+    try:
+        parts = urlsplit(url)
+        return (parts.hostname, parts.port)
+    except (ValueError, TypeError):
+        return None
 
 
 class Environment:
@@ -139,10 +145,10 @@ class Environment:
             if verify is True or verify is None:
                 verify = self.ca_bundle or verify
         return {
-            "proxies": _merge_setting(proxies, session.proxies),
-            "stream": _merge_setting(stream, session.stream),
-            "verify": _merge_setting(verify, session.verify),
-            "cert": _merge_setting(cert, session.cert),
+            "proxies": merge_setting(proxies, session.proxies),
+            "stream": merge_setting(stream, session.stream),
+            "verify": merge_setting(verify, session.verify),
+            "cert": merge_setting(cert, session.cert),
         }
 
     def proxies(self, url: str, no_proxy: Optional[str]) -> dict[str, str]:
@@ -150,11 +156,10 @@ class Environment:
         lookup = requests.sessions.get_environ_proxies
         if not _unpatched():
             return lookup(url, no_proxy=no_proxy)
-        try:
-            parts = urlsplit(url)
-            key: tuple[Any, ...] = (parts.hostname, parts.port, no_proxy)
-        except ValueError:
+        host = _host_key(url)
+        if host is None:
             return lookup(url, no_proxy=no_proxy)
+        key = (host, no_proxy)
         return self._remember(self._proxies, key, lambda: lookup(url, no_proxy=no_proxy))
 
     def netrc_auth(self, url: str) -> Optional[tuple[str, str]]:
@@ -172,9 +177,8 @@ class Environment:
             break
         if state is None:
             return None  # no file: requests returns None too
-        try:
-            host = urlsplit(url).hostname
-        except ValueError:
+        host = _host_key(url)
+        if host is None:
             return lookup(url)
         return self._remember(self._netrc, (*state, host), lambda: lookup(url))
 

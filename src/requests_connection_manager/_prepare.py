@@ -1,0 +1,102 @@
+"""requests' ``Session.prepare_request``, step for step, with cheaper merges.
+
+requests merges a call's headers, params and proxies with the session's through
+``merge_setting``, whose ``to_key_val_list`` asks ``isinstance(value, SupportsItems)``: on
+requests 2.33 and later a runtime-checkable ``typing.Protocol``, about 3.5 µs per check on
+CPython 3.11, four to six checks per call. For the mapping types requests itself builds
+(``dict``, ``OrderedDict``, ``CaseInsensitiveDict``) the answer is always "yes, take
+``items()``": :func:`merge_setting` takes them directly and hands every other value to
+requests' own function. A call without cookies of its own skips building and merging an
+empty cookie jar (a no-op in requests). Everything else is requests' code: the
+``PreparedRequest`` is prepared by requests, with the same arguments, in the same order.
+
+:func:`prepare_request` is used only when ``requests.Session.prepare_request`` is the
+method the session would otherwise run (no class of the session overrides it).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from http.cookiejar import CookieJar
+from typing import Any, Callable, Optional, cast
+
+import requests.cookies
+import requests.sessions
+from requests.cookies import RequestsCookieJar
+from requests.models import PreparedRequest
+from requests.structures import CaseInsensitiveDict
+
+__all__ = ["merge_setting", "prepare_request"]
+
+# Mapping types whose items requests' to_key_val_list takes as they are.
+_PLAIN = frozenset({dict, OrderedDict, CaseInsensitiveDict})
+# requests' functions (untyped in the stubs).
+_requests_merge_setting = cast("Callable[..., Any]", requests.sessions.merge_setting)
+_merge_hooks = cast("Callable[..., Any]", requests.sessions.merge_hooks)
+_merge_cookies = cast("Callable[..., Any]", requests.cookies.merge_cookies)
+_cookiejar_from_dict = cast("Callable[..., Any]", requests.cookies.cookiejar_from_dict)
+
+
+def merge_setting(
+    request_setting: Any, session_setting: Any, dict_class: type = OrderedDict
+) -> Any:
+    """``requests.sessions.merge_setting``, the same result for every input.
+
+    Args:
+        request_setting: The call's value.
+        session_setting: The session's value.
+        dict_class: The mapping type of a merged result.
+
+    Returns:
+        The call's value, the session's, or both merged (keys set to None dropped).
+    """
+    if session_setting is None:
+        return request_setting
+    if request_setting is None:
+        return session_setting
+    if type(request_setting) not in _PLAIN or type(session_setting) not in _PLAIN:
+        return _requests_merge_setting(request_setting, session_setting, dict_class=dict_class)
+    merged = dict_class(session_setting.items())
+    merged.update(request_setting.items())
+    for key in [key for key, value in merged.items() if value is None]:
+        del merged[key]
+    return merged
+
+
+def prepare_request(
+    session: Any, request: Any, netrc_auth: Callable[[str], Optional[tuple[str, str]]]
+) -> PreparedRequest:
+    """``requests.Session.prepare_request(session, request)``, with cheaper merges.
+
+    Args:
+        session: The ``requests.Session``.
+        request: The ``requests.Request``.
+        netrc_auth: ``get_netrc_auth`` for the request's URL (a remembered answer).
+
+    Returns:
+        The prepared request, as requests would prepare it.
+    """
+    url = request.url
+    merged_cookies = _merge_cookies(RequestsCookieJar(), session.cookies)
+    if request.cookies:
+        cookies = request.cookies
+        if not isinstance(cookies, CookieJar):
+            cookies = _cookiejar_from_dict(cookies)
+        merged_cookies = _merge_cookies(merged_cookies, cookies)
+    auth = request.auth
+    if session.trust_env and not auth and not session.auth:
+        auth = netrc_auth(url)
+    prepared = PreparedRequest()
+    prepared.prepare(
+        method=request.method.upper(),
+        url=url,
+        files=request.files,
+        data=request.data,
+        json=request.json,
+        headers=merge_setting(request.headers, session.headers, dict_class=CaseInsensitiveDict),
+        params=merge_setting(request.params, session.params),
+        auth=merge_setting(auth, session.auth),
+        cookies=merged_cookies,
+        hooks=_merge_hooks(request.hooks, session.hooks),
+    )
+    return prepared
