@@ -26,8 +26,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ssl
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 
 import requests.exceptions as rex
 import urllib3.exceptions as uex
@@ -36,6 +35,8 @@ from ._redaction import Secrets, redact_text
 from .exceptions import ConnectionManagerError, MaxRetriesExceeded, flavoured
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from requests import PreparedRequest
 
 __all__ = ["ERROR_TABLE", "ErrorScope", "contract_error", "contract_errors", "requests_class_for"]
@@ -244,9 +245,11 @@ class ErrorScope(Protocol):
         """Why the pipeline stopped, if it did."""
 
 
-@contextlib.contextmanager
-def contract_errors(scope: ErrorScope) -> Iterator[None]:
+class contract_errors:  # used as a function: ``with contract_errors(scope):``
     """Translate every exception leaving the block into the contract (see the module).
+
+    A context manager class rather than a generator: three blocks run per call, and a
+    class enters and leaves without a generator's frame.
 
     Args:
         scope: The request the block works on.
@@ -254,9 +257,24 @@ def contract_errors(scope: ErrorScope) -> Iterator[None]:
     Raises:
         ConnectionManagerError: For every transport failure, chained to the original.
     """
-    try:
-        yield
-    except Exception as exc:
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: ErrorScope) -> None:
+        self._scope = scope
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> Literal[False]:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        scope = self._scope
         error = contract_error(
             exc,
             request=scope.request,
@@ -266,9 +284,9 @@ def contract_errors(scope: ErrorScope) -> Iterator[None]:
             gave_up=scope.gave_up,
         )
         if error is None:
-            raise
+            return False
         if getattr(error, "reason", None) is None:
             error.reason = scope.reason  # type: ignore[attr-defined]
         if error is exc:
-            raise
+            return False
         raise error from exc

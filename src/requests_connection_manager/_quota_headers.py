@@ -92,6 +92,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Optional, TypeVar, Union
 
+from requests.structures import CaseInsensitiveDict
+
 __all__ = [
     "EPOCH_MILLIS_MIN",
     "EPOCH_SECONDS_MIN",
@@ -157,6 +159,16 @@ _FAMILIES = (
         "x-ratelimit-limit-requests",
     ),
 )
+# Every field name parse_quota reads, lower-cased.
+_NAMES = frozenset(
+    {
+        "ratelimit",
+        "ratelimit-policy",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+        *(name for family in _FAMILIES for name in family[1:]),
+    }
+)
 
 # A Structured Field bare item: Integer, Decimal, String or Token (str), Byte Sequence (its
 # base64 text, undecoded) or Boolean.
@@ -206,6 +218,8 @@ def parse_quota(headers: Mapping[str, str], now: float) -> Optional[QuotaSignal]
         when no family is present or nothing usable is left. Never raises for ``str``
         values.
     """
+    if isinstance(headers, CaseInsensitiveDict) and _NAMES.isdisjoint(headers._store):  # type: ignore[attr-defined]
+        return None  # it keeps its names lower-cased in _store: none of these is there
     rate_limit = headers.get("ratelimit")
     policy = headers.get("ratelimit-policy")
     candidates = (

@@ -190,6 +190,8 @@ def redact_url(url: str) -> str:
     Returns:
         The URL, safe to log.
     """
+    if "@" not in url and "=" not in url:
+        return url  # no user-info, no name=value pair: nothing to hide (and no parsing)
     try:
         parts = urlsplit(url)
     except ValueError:
