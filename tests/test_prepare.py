@@ -53,7 +53,9 @@ SETTINGS = [
 @pytest.mark.parametrize("dict_class", [OrderedDict, CaseInsensitiveDict])
 def test_merge_setting_equals_requests(call: Any, session: Any, dict_class: type) -> None:
     try:
-        theirs = requests.sessions.merge_setting(call, session, dict_class=dict_class)
+        theirs = requests.sessions.merge_setting(  # type: ignore[no-untyped-call]
+            call, session, dict_class=dict_class
+        )
     except ValueError as exc:
         with pytest.raises(ValueError, match=str(exc)):
             merge_setting(call, session, dict_class=dict_class)
@@ -76,7 +78,10 @@ REQUESTS = [
     pytest.param({"data": {"f": "v"}}, id="form"),
     pytest.param({"json": {"k": [1, 2]}}, id="json"),
     pytest.param({"cookies": {"c1": "v1"}}, id="cookies-dict"),
-    pytest.param({"cookies": cookiejar_from_dict({"c2": "v2"})}, id="cookies-jar"),
+    pytest.param(
+        {"cookies": cookiejar_from_dict({"c2": "v2"})},  # type: ignore[no-untyped-call]
+        id="cookies-jar",
+    ),
     pytest.param({"cookies": CookieJar()}, id="cookies-empty-jar"),
     pytest.param({"auth": ("user", "pass")}, id="auth"),
     pytest.param({"url": "http://u:p@api.example.com/"}, id="url-credentials"),
@@ -99,7 +104,7 @@ SESSIONS = [
 
 
 def _prepared_fields(prepared: requests.PreparedRequest) -> dict[str, Any]:
-    body = prepared.body
+    body: Any = prepared.body
     if isinstance(body, bytes) and b"--" in body[:4]:  # multipart: the boundary is random
         body = len(body)
     headers = dict(prepared.headers)
@@ -173,3 +178,50 @@ def test_prepare_request_patched_on_requests_is_run(monkeypatch: pytest.MonkeyPa
     with ConnectionManager() as cm:
         prepared = cm.session.prepare_request(requests.Request("GET", URL))
     assert prepared.headers["X-Patched"] == "1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.example.com/a b?x=1 2",
+        "http://bücher.example/ä",
+        "HTTP://API.example.com:80/%7euser",
+        "http://[::1]:8080/x",
+        "mailto:someone@example.com",
+    ],
+)
+def test_a_url_prepared_again_and_with_params(url: str) -> None:
+    """The remembered URL is requests' answer; params still change it; each time equal."""
+    with ConnectionManager() as cm, requests.Session() as plain:
+        for params in (None, {}, {"p": "1"}, None, "", {"p": "2"}):
+            ours = cm.session.prepare_request(requests.Request("GET", url, params=params))
+            theirs = plain.prepare_request(requests.Request("GET", url, params=params))
+            assert ours.url == theirs.url
+
+
+@pytest.mark.parametrize(
+    "url", ["api.example.com/no-scheme", "http://", "http://exa mple.com:port/"]
+)
+def test_an_invalid_url_fails_as_in_requests_every_time(url: str) -> None:
+    with requests.Session() as plain, pytest.raises(Exception) as theirs:
+        plain.prepare_request(requests.Request("GET", url))
+    with ConnectionManager() as cm:
+        for _ in range(2):
+            with pytest.raises(type(theirs.value)):
+                cm.session.prepare_request(requests.Request("GET", url))
+
+
+def test_a_patched_prepare_step_is_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = requests.PreparedRequest.prepare_url
+    seen: list[str] = []
+
+    def patched(self: requests.PreparedRequest, url: Any, params: Any) -> None:
+        seen.append(url)
+        original(self, url, params)
+
+    with ConnectionManager() as cm:
+        cm.session.prepare_request(requests.Request("GET", URL))  # remembered
+        monkeypatch.setattr(requests.PreparedRequest, "prepare_url", patched)
+        prepared = cm.session.prepare_request(requests.Request("GET", URL))
+    assert seen == [URL]
+    assert prepared.url == URL

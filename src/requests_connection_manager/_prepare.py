@@ -30,6 +30,14 @@ __all__ = ["merge_setting", "prepare_request"]
 
 # Mapping types whose items requests' to_key_val_list takes as they are.
 _PLAIN = frozenset({dict, OrderedDict, CaseInsensitiveDict})
+# Params that add nothing to a URL (requests' Session.request turns None into {}).
+_EMPTY_PARAMS = frozenset({dict, OrderedDict, str, bytes, type(None)})
+# Prepared URLs of URLs without params, per URL; beyond this the memo starts over.
+_URLS: dict[str, str] = {}
+_URLS_SIZE = 1024
+# requests' methods, as imported: while one is patched, PreparedRequest.prepare runs.
+_ORIGINAL = (PreparedRequest.prepare, PreparedRequest.prepare_url, PreparedRequest.prepare_cookies)
+
 # requests' functions (untyped in the stubs).
 _requests_merge_setting = cast("Callable[..., Any]", requests.sessions.merge_setting)
 _merge_hooks = cast("Callable[..., Any]", requests.sessions.merge_hooks)
@@ -86,17 +94,66 @@ def prepare_request(
     auth = request.auth
     if session.trust_env and not auth and not session.auth:
         auth = netrc_auth(url)
+    headers = merge_setting(request.headers, session.headers, dict_class=CaseInsensitiveDict)
+    params = merge_setting(request.params, session.params)
+    auth = merge_setting(auth, session.auth)
+    hooks = _merge_hooks(request.hooks, session.hooks)
     prepared = PreparedRequest()
-    prepared.prepare(
-        method=request.method.upper(),
-        url=url,
-        files=request.files,
-        data=request.data,
-        json=request.json,
-        headers=merge_setting(request.headers, session.headers, dict_class=CaseInsensitiveDict),
-        params=merge_setting(request.params, session.params),
-        auth=merge_setting(auth, session.auth),
-        cookies=merged_cookies,
-        hooks=_merge_hooks(request.hooks, session.hooks),
-    )
+    if not _unpatched():
+        prepared.prepare(
+            method=request.method.upper(),
+            url=url,
+            files=request.files,
+            data=request.data,
+            json=request.json,
+            headers=headers,
+            params=params,
+            auth=auth,
+            cookies=merged_cookies,
+            hooks=hooks,
+        )
+        return prepared
+    # PreparedRequest.prepare's steps, in its order.
+    prepared.prepare_method(request.method.upper())
+    _prepare_url(prepared, url, params)
+    prepared.prepare_headers(headers)
+    _prepare_cookies(prepared, merged_cookies)
+    prepared.prepare_body(request.data, request.files, request.json)
+    prepared.prepare_auth(auth, url)
+    prepared.prepare_hooks(hooks)
     return prepared
+
+
+def _unpatched() -> bool:
+    return (
+        PreparedRequest.prepare is _ORIGINAL[0]
+        and PreparedRequest.prepare_url is _ORIGINAL[1]
+        and PreparedRequest.prepare_cookies is _ORIGINAL[2]
+    )
+
+
+def _prepare_url(prepared: PreparedRequest, url: Any, params: Any) -> None:
+    """``prepared.prepare_url(url, params)``; without params, a URL seen before is not parsed.
+
+    ``prepare_url`` is a pure function of its arguments (parse, IDNA-encode the host,
+    re-quote); its result for a URL without params is remembered, per URL string.
+    """
+    if not isinstance(url, str) or params or type(params) not in _EMPTY_PARAMS:
+        prepared.prepare_url(url, params)
+        return
+    found = _URLS.get(url)
+    if found is not None:
+        prepared.url = found
+        return
+    prepared.prepare_url(url, params)
+    if len(_URLS) >= _URLS_SIZE:
+        _URLS.clear()
+    _URLS[url] = cast(str, prepared.url)
+
+
+def _prepare_cookies(prepared: PreparedRequest, jar: RequestsCookieJar) -> None:
+    """``prepared.prepare_cookies(jar)``; an empty jar makes no ``Cookie`` header (not asked)."""
+    if len(jar):
+        prepared.prepare_cookies(jar)
+    else:
+        prepared._cookies = jar  # type: ignore[attr-defined]
