@@ -274,8 +274,16 @@ class PerCall:
         return paired_ratio(self.cpu[name], self.cpu[BASELINE])
 
 
-#: The environment of figure 1b: a proxy variable that sends nothing through a proxy.
+#: Figures 1b and 1c: proxy variables that send nothing through a proxy. 1b lists the
+#: loopback hosts in ``no_proxy``; 1c also names a proxy (a port nothing listens on: a
+#: call sent through it would fail) for HTTP and HTTPS, which ``no_proxy`` overrules.
 NO_PROXY_ENV = {"no_proxy": "localhost,127.0.0.1"}
+PROXY_LISTED_ENV = {
+    "no_proxy": "localhost,127.0.0.1",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+}
+REFERENCE_NO_ENV = "requests.Session(trust_env=False)"
 
 
 def figure_per_call(url: str, legacy: Optional[Legacy], s: Settings, log: Log) -> PerCall:
@@ -284,22 +292,24 @@ def figure_per_call(url: str, legacy: Optional[Legacy], s: Settings, log: Log) -
     return _per_call(url, clients, s, s.per_call_reps, "figure 1", log)
 
 
-def figure_per_call_no_proxy(url: str, s: Settings, log: Log) -> PerCall:
-    """Figure 1b: figure 1 for the bare Session and ours, with ``no_proxy`` in the environment.
+def figure_per_call_env(
+    url: str, s: Settings, log: Log, environment: dict[str, str], label: str
+) -> PerCall:
+    """Figure 1 for the bare Session and ours, with ``environment`` added to ``os.environ``.
 
     requests scans ``os.environ`` for proxy variables on every call; a library may skip
     that scan while the environment names no proxy. Many machines set ``no_proxy``
-    (containers, corporate networks), which turns such a shortcut off: this shows the
-    ratio there. Nothing is proxied: ``no_proxy`` only lists hosts to reach directly.
+    (containers, corporate networks), and many name a proxy as well: these show the
+    ratio there. Nothing is proxied: ``no_proxy`` lists the host called.
     """
     wanted = (BASELINE, "ConnectionManager()", "ConnectionManager(non-blocking limiter)")
-    saved = {name: os.environ.get(name) for name in NO_PROXY_ENV}
-    os.environ.update(NO_PROXY_ENV)
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
     try:
-        clients = speed_clients(None, None, "f1b", reference=False)
-        _close([c for c in clients if c.name not in wanted])
-        clients = [c for c in clients if c.name in wanted]
-        return _per_call(url, clients, s, max(3, s.per_call_reps // 2), "figure 1b", log)
+        clients = speed_clients(None, None, label, reference=True)
+        _close([c for c in clients if c.name not in (*wanted, REFERENCE_NO_ENV)])
+        clients = [c for c in clients if c.name in (*wanted, REFERENCE_NO_ENV)]
+        return _per_call(url, clients, s, max(3, s.per_call_reps // 2), label, log)
     finally:
         for name, value in saved.items():
             if value is None:

@@ -30,7 +30,16 @@ import report
 from legacy import Legacy
 from servers import Nginx, PyServer, find_or_install_nginx
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+)
 
 
 class Progress:
@@ -170,7 +179,13 @@ def run(args: argparse.Namespace, log: Progress) -> report.Results:
         log(f"figure 1: per-call time against {fast}")
         results.per_call = figures.figure_per_call(fast, legacy, settings, log)
         log("figure 1b: per-call time with no_proxy set in the environment")
-        results.per_call_no_proxy = figures.figure_per_call_no_proxy(fast, settings, log)
+        results.per_call_no_proxy = figures.figure_per_call_env(
+            fast, settings, log, figures.NO_PROXY_ENV, "figure 1b"
+        )
+        log("figure 1c: per-call time with proxies named and no_proxy listing the host")
+        results.per_call_proxy_listed = figures.figure_per_call_env(
+            fast, settings, log, figures.PROXY_LISTED_ENV, "figure 1c"
+        )
         log("figure 2: throughput against the 50 ms endpoint")
         results.throughput = figures.figure_throughput(
             pyserver.base + "/slow", legacy, settings, log

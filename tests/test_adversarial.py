@@ -1103,3 +1103,99 @@ def test_a_cookie_with_crlf_is_an_invalid_header_in_the_contract(faults: FaultSe
     _contract(info.value, rex.InvalidHeader)
     assert isinstance(info.value, ValueError)
     assert faults.connections == 0
+
+
+# =====================================================================================
+# Remembered answers: what the session keeps between calls never answers differently
+# from requests (the environment's answers per URL beginning, prepared URLs).
+# =====================================================================================
+TRICKY_URLS = [
+    "http://good.example/x",
+    "http://user:p#x@evil.example/",  # the authority ends at '#': the host is 'user'
+    "http://user:p#y@good.example/",
+    "http://evil.example\\@good.example/",  # a backslash is not a delimiter here
+    "http://good.example@evil.example/",
+    "http://good.example:80@evil.example:8080/",
+    "http://GOOD.example/",
+    "http://good.example./",
+    "http://[::1]:8080/",
+    "http://127.0.0.1:8080@good.example/",
+    "HTTP://good.example/",
+    "http://good.example\t/tab",
+]
+
+
+def test_urls_that_share_a_beginning_get_requests_netrc_answer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """.netrc credentials per URL, asked in an order meant to poison what is remembered."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        "machine good.example login g password gp\n"
+        "machine evil.example login e password ep\n"
+        "machine user login u password up\n"
+    )
+    monkeypatch.setenv("NETRC", str(netrc))
+    with ConnectionManager() as cm, requests.Session() as plain:
+        for url in [*TRICKY_URLS, *reversed(TRICKY_URLS)]:
+            try:
+                theirs = plain.prepare_request(requests.Request("GET", url))
+            except rex.RequestException as exc:
+                with pytest.raises(type(exc)):
+                    cm.session.prepare_request(requests.Request("GET", url))
+                continue
+            ours = cm.session.prepare_request(requests.Request("GET", url))
+            assert ours.url == theirs.url, url
+            assert ours.headers.get("Authorization") == theirs.headers.get("Authorization"), url
+
+
+def test_urls_that_share_a_beginning_get_requests_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Proxies per URL with no_proxy listing some of the hosts: requests' answer every time."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "good.example,user,::1")
+    with ConnectionManager() as cm, requests.Session() as plain:
+        for url in [*TRICKY_URLS, *reversed(TRICKY_URLS)]:
+            args = (url, {}, None, None, None)
+            assert _answer(cm.session.merge_environment_settings, *args) == _answer(
+                plain.merge_environment_settings, *args
+            ), url
+
+
+def _answer(function: Callable[..., Any], *args: Any) -> Any:
+    """What ``function(*args)`` returns, or the class of what it raises."""
+    try:
+        return function(*args)
+    except Exception as exc:  # the class is the answer compared
+        return type(exc)
+
+
+def test_the_prepared_url_memo_stays_bounded_and_right() -> None:
+    """3,000 distinct URLs: at most 1,024 remembered, and every one prepared as requests does."""
+    from requests_connection_manager import _prepare
+
+    with ConnectionManager() as cm, requests.Session() as plain:
+        for index in range(3000):
+            url = f"http://h{index % 7}.example/{index}/ä?q={index}"
+            ours = cm.session.prepare_request(requests.Request("GET", url))
+            assert ours.url == plain.prepare_request(requests.Request("GET", url)).url
+        assert len(_prepare._URLS) <= 1024
+
+
+def test_session_headers_set_to_none_and_odd_mappings_merge_as_requests_does() -> None:
+    """A session header set to None is dropped; a mapping whose items() lie goes to requests."""
+
+    class Hiding(requests.structures.CaseInsensitiveDict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            return [(k, v) for k, v in super().items() if k.lower() != "x-hidden"]
+
+    with ConnectionManager() as cm, requests.Session() as plain:
+        for session in (cm.session, plain):
+            session.headers["Accept"] = None  # type: ignore[assignment]
+            session.headers = Hiding({**session.headers, "X-Hidden": "1", "X-Shown": "2"})
+        for headers in (None, {"X-Call": "c", "X-Shown": None}, Hiding({"X-Hidden": "call"})):
+            request = requests.Request("GET", "http://good.example/", headers=headers)
+            ours = cm.session.prepare_request(request)
+            theirs = plain.prepare_request(request)
+            assert dict(ours.headers) == dict(theirs.headers)

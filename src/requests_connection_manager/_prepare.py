@@ -64,8 +64,15 @@ def merge_setting(
         return session_setting
     if type(request_setting) not in _PLAIN or type(session_setting) not in _PLAIN:
         return _requests_merge_setting(request_setting, session_setting, dict_class=dict_class)
-    merged = dict_class(session_setting.items())
-    merged.update(request_setting.items())
+    if dict_class not in _PLAIN:
+        merged = dict_class(session_setting.items())
+        merged.update(request_setting.items())
+    else:  # what their constructor and update() do with pairs, without the ABC dispatch
+        merged = dict_class()
+        for key, value in session_setting.items():
+            merged[key] = value
+        for key, value in request_setting.items():
+            merged[key] = value
     for key in [key for key, value in merged.items() if value is None]:
         del merged[key]
     return merged
