@@ -39,19 +39,22 @@ longest call.
 
 from __future__ import annotations
 
-import http.server
 import json
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any, Callable
 
 import requests_connection_manager._shared as shared_module
+from benchmarks.servers import Nginx, PyServer, find_or_install_nginx
 from requests_connection_manager import ConnectionManager, ConnectionManagerError
 from requests_connection_manager.events import BreakerStateChanged, SharedStateChanged
 from tests.rediscluster import LocalRedisCluster
@@ -74,31 +77,22 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else delayed ACKs add 40 ms to every response
-
-    def do_GET(self) -> None:
-        body = b'{"ok":true}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @contextmanager
 def _http() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """``GET /json`` on nginx (else the threaded Python server), in a process of its own.
+
+    Not a thread of this process: a server thread would compete for this process's GIL
+    while a call waits for Redis, and charge the wait to shared state.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="rcm-fleet-http-"))
+    executable, _ = find_or_install_nginx(lambda message: None)
+    server: Any = Nginx(executable, workdir) if executable else PyServer(workdir)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/json"
+        yield f"{server.base}/json"
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _ScriptCounter:
