@@ -35,8 +35,6 @@ from ._redaction import Secrets, redact_text
 from .exceptions import ConnectionManagerError, MaxRetriesExceeded, flavoured
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from requests import PreparedRequest
 
 __all__ = ["ERROR_TABLE", "ErrorScope", "contract_error", "contract_errors", "requests_class_for"]
@@ -266,14 +264,10 @@ class contract_errors:  # used as a function: ``with contract_errors(scope):``
     def __enter__(self) -> None:
         return None
 
-    def __exit__(
-        self,
-        kind: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        traceback: Optional[TracebackType],
-    ) -> Literal[False]:
-        if exc is None or not isinstance(exc, Exception):
-            return False
+    def __exit__(self, kind: Any, exc: Optional[BaseException], traceback: Any) -> Literal[False]:
+        """Translate ``exc`` (raise the contract's error), or let it go on as it is."""
+        if not isinstance(exc, Exception):
+            return False  # no exception, or KeyboardInterrupt, SystemExit, ...
         scope = self._scope
         error = contract_error(
             exc,
