@@ -93,7 +93,9 @@ def call(client: Any, *args: Any) -> Any:
         connection.send_packed_command(connection.pack_command(*args), check_health=False)
         reply = connection.read_response()
     except NoScriptError:
-        _keep(pool, kept, connection)  # its reply was read whole
+        # Its reply was read whole: back to the pool, where the EVAL that follows (through
+        # redis-py) finds it instead of connecting anew.
+        pool.release(connection)
         raise
     except RedisError as exc:
         _give_back(pool, connection, kept)
