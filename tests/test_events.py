@@ -89,6 +89,34 @@ def test_subscribe_and_unsubscribe(app: AppServer) -> None:
     assert len(seen) == count
 
 
+def test_a_subscriber_with_event_types_gets_only_those() -> None:
+    """``event_types`` narrows what a subscriber receives; routes follow (un)subscription."""
+
+    class Picky:
+        event_types = frozenset({Refused})
+
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        def __call__(self, event: Any) -> None:
+            self.seen.append(event)
+
+    bus = EventBus()
+    picky, everything = Picky(), []  # type: ignore[var-annotated]
+    bus.subscribe(picky)
+    started = RequestStarted(1, "h", "GET", "http://h/", 0.0)
+    refused = Refused(1, "h", "breaker", 1.0, 0.0)
+    bus.publish(started)
+    bus.publish(refused)
+    bus.subscribe(everything.append)  # a route found before this is found again
+    bus.publish(started)
+    bus.publish(refused)
+    bus.unsubscribe(picky)
+    bus.publish(refused)
+    assert picky.seen == [refused, refused]
+    assert everything == [started, refused, refused]
+
+
 def test_a_failing_subscriber_never_breaks_a_call(
     app: AppServer, caplog: pytest.LogCaptureFixture
 ) -> None:

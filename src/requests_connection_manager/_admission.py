@@ -38,6 +38,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from . import events
+from ._boundary import made_clean
 from ._decision import PAUSE_STATUSES, retry_after_of, verdict_of
 from ._quota_headers import parse_quota
 from ._redaction import redact_url
@@ -287,15 +288,21 @@ class Admission:
             bound, why = self._pause_bound(ex, now)
             if pause > bound:
                 self._refused(ex.request_id, host.key, "pause", pause)
-                raise RateLimitExceeded(
-                    f"{host.key} asked callers to wait {pause:.3f} s, longer than {why} allows",
-                    retry_after=pause,
-                    host=host.key,
+                raise made_clean(
+                    RateLimitExceeded(
+                        f"{host.key} asked callers to wait {pause:.3f} s, longer than {why} allows",
+                        retry_after=pause,
+                        host=host.key,
+                    )
                 )
             spread = min(_MAX_SPREAD, pause * _SPREAD_SHARE, bound - pause)
             self._sleep(ex, pause + self.rng.uniform(0.0, max(0.0, spread)), "pause")
-        raise RateLimitExceeded(
-            f"{host.key} kept extending its pause", retry_after=host.paused_for(now), host=host.key
+        raise made_clean(
+            RateLimitExceeded(
+                f"{host.key} kept extending its pause",
+                retry_after=host.paused_for(now),
+                host=host.key,
+            )
         )
 
     def _pause_bound(self, ex: Exchange, now: float) -> tuple[float, str]:
@@ -312,10 +319,12 @@ class Admission:
         now = self.clock.monotonic()
         if throttle.should_reject(now):
             self._refused(ex.request_id, ex.key, "throttle", None)
-            raise RateLimitExceeded(
-                f"{ex.key} refuses many requests; this one was rejected locally by adaptive "
-                f"throttling (probability {throttle.probability(now):.2f}), nothing was sent",
-                host=ex.key,
+            raise made_clean(
+                RateLimitExceeded(
+                    f"{ex.key} refuses many requests; this one was rejected locally by adaptive "
+                    f"throttling (probability {throttle.probability(now):.2f}), nothing was sent",
+                    host=ex.key,
+                )
             )
 
     def _take_quota(self, ex: Exchange) -> None:
@@ -347,8 +356,10 @@ class Admission:
             self.bus.publish(
                 events.Waited(ex.request_id, ex.key, "quota", time.monotonic() - started, now)
             )
-        raise RateLimitExceeded(
-            f"{host.key}: its advertised quota stayed spent", retry_after=None, host=host.key
+        raise made_clean(
+            RateLimitExceeded(
+                f"{host.key}: its advertised quota stayed spent", retry_after=None, host=host.key
+            )
         )
 
     def _take_permit(self, ex: Exchange) -> None:
@@ -365,11 +376,13 @@ class Admission:
         while wait > 0.0:
             if waited + wait > budget:
                 self._refused(ex.request_id, ex.key, "rate_limit", wait)
-                raise RateLimitExceeded(
-                    f"rate limit of {limit.requests} per {limit.period:g} s for {ex.key} "
-                    f"reached; next permit in {wait:.3f} s",
-                    retry_after=wait,
-                    host=ex.key,
+                raise made_clean(
+                    RateLimitExceeded(
+                        f"rate limit of {limit.requests} per {limit.period:g} s for {ex.key} "
+                        f"reached; next permit in {wait:.3f} s",
+                        retry_after=wait,
+                        host=ex.key,
+                    )
                 )
             self._sleep(ex, wait, "rate_limit")
             waited += wait

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ssl
-from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, TypeVar
 
 import requests.exceptions as rex
 import urllib3.exceptions as uex
@@ -37,7 +37,14 @@ from .exceptions import ConnectionManagerError, MaxRetriesExceeded, flavoured
 if TYPE_CHECKING:
     from requests import PreparedRequest
 
-__all__ = ["ERROR_TABLE", "ErrorScope", "contract_error", "contract_errors", "requests_class_for"]
+__all__ = [
+    "ERROR_TABLE",
+    "ErrorScope",
+    "contract_error",
+    "contract_errors",
+    "made_clean",
+    "requests_class_for",
+]
 
 
 def _by_name(module: Any, *names: str) -> list[type[BaseException]]:
@@ -243,6 +250,21 @@ class ErrorScope(Protocol):
         """Why the pipeline stopped, if it did."""
 
 
+_E = TypeVar("_E", bound=ConnectionManagerError)
+
+
+def made_clean(error: _E) -> _E:
+    """Mark ``error`` as a refusal this library made from text that holds no secret.
+
+    Refusals (breaker open, rate limit, pause, throttle) are worded from the host key
+    (``scheme://host:port``, never user-info) and numbers: the boundary does not collect
+    the call's secrets to look for them there, unless the error carries a cause or a
+    context (which may quote anything).
+    """
+    error._rcm_clean = True  # type: ignore[attr-defined]
+    return error
+
+
 class contract_errors:  # used as a function: ``with contract_errors(scope):``
     """Translate every exception leaving the block into the contract (see the module).
 
@@ -269,6 +291,10 @@ class contract_errors:  # used as a function: ``with contract_errors(scope):``
         if not isinstance(exc, Exception):
             return False  # no exception, or KeyboardInterrupt, SystemExit, ...
         scope = self._scope
+        if getattr(exc, "_rcm_clean", False) and exc.__cause__ is None and exc.__context__ is None:
+            if getattr(exc, "reason", None) is None:
+                exc.reason = scope.reason  # type: ignore[attr-defined]
+            return False
         error = contract_error(
             exc,
             request=scope.request,

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import pybreaker
 
+from ._boundary import made_clean
 from ._clock import Clock
 from ._failure_rate import FailureRateWindow
 from ._fleet_host import PROBE_CLOSED, PROBE_GRANTED
@@ -138,10 +139,12 @@ class HostBreaker:
         self._storage.opened_at = datetime.fromtimestamp(self._clock.time(), timezone.utc)
 
     def _refuse(self, retry_after: float) -> CircuitBreakerOpen:
-        return CircuitBreakerOpen(
-            f"circuit breaker for {self.host} is open; retry after {retry_after:.3f} s",
-            retry_after=retry_after,
-            host=self.host,
+        return made_clean(
+            CircuitBreakerOpen(
+                f"circuit breaker for {self.host} is open; retry after {retry_after:.3f} s",
+                retry_after=retry_after,
+                host=self.host,
+            )
         )
 
     def _busy(self) -> CircuitBreakerOpen:

@@ -39,6 +39,11 @@ logger = logging.getLogger("requests_connection_manager")
 class LogWriter:
     """Writes the events worth a log line (see the module docstring)."""
 
+    #: The events that may make a log line (the bus hands it no other).
+    event_types = frozenset(
+        {RetryScheduled, BreakerStateChanged, HostPaused, RetryDenied, Refused, SharedStateChanged}
+    )
+
     def __call__(self, event: Any) -> None:
         """Log ``event`` if it is one that is logged and its level is enabled."""
         kind = type(event)

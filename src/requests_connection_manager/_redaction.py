@@ -20,6 +20,7 @@ overlap between start positions.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -127,10 +128,13 @@ def is_sensitive_field(name: str) -> bool:
     Returns:
         True when values under this name must never be shown.
     """
-    norm = name.strip().lower().replace("-", "_")
-    if norm in _EXACT:
-        return True
-    return any(part in norm for part in _PARTS)
+    return _sensitive(name.strip().lower().replace("-", "_"))
+
+
+@functools.lru_cache(maxsize=2048)
+def _sensitive(norm: str) -> bool:
+    """:func:`is_sensitive_field` of a normalised name (the same few names come back)."""
+    return norm in _EXACT or any(part in norm for part in _PARTS)
 
 
 def _redact_pair(match: re.Match[str]) -> str:

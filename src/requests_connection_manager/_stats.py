@@ -62,6 +62,8 @@ class StatsRecorder:
             BreakerStateChanged: _breaker_changed,
             HostPaused: lambda stats, e: stats.add("paused"),
         }
+        #: The events this subscriber counts (the bus hands it no other).
+        self.event_types = frozenset(self._handlers)
 
     def __call__(self, event: Any) -> None:
         """Count ``event`` for its host (events of hosts no longer tracked are dropped)."""

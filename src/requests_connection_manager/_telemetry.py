@@ -804,6 +804,8 @@ class Telemetry:
             events.RequestFinished: self._request_finished,
             **_ResilienceEvents(instruments, self._requests).handlers(),
         }
+        #: The events this subscriber handles (the bus hands it no other).
+        self.event_types = frozenset(self._handlers)
         instruments.add(self)
 
     @classmethod

@@ -293,12 +293,18 @@ class EventBus:
     """Delivers events to subscribers, synchronously, in subscription order.
 
     Subscribing and unsubscribing are safe from any thread; publishing iterates over an
-    immutable snapshot and takes no lock.
+    immutable snapshot and takes no lock. A subscriber with an ``event_types`` attribute (a
+    set of event classes) receives only events of those classes; the library's own
+    subscribers (stats, logging, telemetry) say which they handle, so an event nobody
+    handles costs no call.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: tuple[Subscriber, ...] = ()
+        # The subscribers of each event class, found on its first publication: a subscriber
+        # with an ``event_types`` attribute (a set of classes) gets only those.
+        self._routes: dict[type, tuple[Subscriber, ...]] = {}
         self._reported: set[tuple[int, type[BaseException]]] = set()
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -311,6 +317,7 @@ class EventBus:
             raise TypeError(f"a subscriber must be callable, got {type(subscriber).__name__}")
         with self._lock:
             self._subscribers = (*self._subscribers, subscriber)
+            self._routes = {}
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Remove ``subscriber``; one that is not subscribed is ignored."""
@@ -319,10 +326,21 @@ class EventBus:
             if subscriber in found:
                 found.remove(subscriber)
                 self._subscribers = tuple(found)
+                self._routes = {}
 
     def publish(self, event: Any) -> None:
         """Hand ``event`` to every subscriber; a subscriber's error never reaches the caller."""
-        for subscriber in self._subscribers:
+        routes = self._routes
+        subscribers = routes.get(type(event))
+        if subscribers is None:
+            kind = type(event)
+            subscribers = tuple(
+                subscriber
+                for subscriber in self._subscribers
+                if kind in getattr(subscriber, "event_types", (kind,))
+            )
+            routes[kind] = subscribers
+        for subscriber in subscribers:
             try:
                 subscriber(event)
             except Exception as exc:  # noqa: BLE001 - a subscriber must not break a call
