@@ -1199,3 +1199,18 @@ def test_session_headers_set_to_none_and_odd_mappings_merge_as_requests_does() -
             ours = cm.session.prepare_request(request)
             theirs = plain.prepare_request(request)
             assert dict(ours.headers) == dict(theirs.headers)
+
+
+def test_a_refusal_carries_no_secret_of_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    """Refused by an open breaker (not scrubbed: worded by the library): no secret in it."""
+    port = free_port()
+    url = f"http://ann:{SECRETS[0]}@127.0.0.1:{port}/?api_key={SECRETS[1]}"
+    settings: dict[str, Any] = {"max_retries": 0, "circuit_breaker_failure_threshold": 1}
+    with caplog.at_level(logging.DEBUG, logger=LOGGER), ConnectionManager(**settings) as cm:
+        with pytest.raises(ConnectionManagerError):
+            cm.get(url, headers={"X-Api-Key": SECRETS[0]})  # nothing listens: opens
+        with pytest.raises(CircuitBreakerOpen) as info:
+            cm.get(url, headers={"X-Api-Key": SECRETS[0]})
+    text = f"{info.value!s} {info.value!r} {info.value.args!r} {caplog.text}"
+    assert "127.0.0.1" in str(info.value)
+    assert not [s for s in SECRETS if s in text]
