@@ -585,7 +585,7 @@ def permit_times() -> Iterator[list[tuple[float, float]]]:
     """
     times: list[tuple[float, float]] = []
     try:
-        from requests_connection_manager import limiter as module
+        from requests_connection_manager import _limiter as module
     except ImportError:
         yield times
         return
