@@ -8,11 +8,11 @@ the pipeline of :mod:`._pipeline`)::
     request(method, url, **kwargs)
         refuse if the manager is closed
         pre-request hooks            may change method, URL, headers, payload
-        CallScope                    one total_timeout deadline for the call and its redirects;
-                                     the call's secrets, for redaction
         early refusal                the host's breaker is open: refused before anything
                                      is prepared (unless another class of the session
                                      overrides send: a cache may answer without the host)
+        CallScope                    one total_timeout deadline for the call and its redirects;
+                                     the call's secrets, for redaction
         Session.request              requests: prepare (+ credentials), merge settings, send
             prepare_request          credential headers for the URL asked for
             send                     the adapter's pipeline, once per redirect hop
@@ -39,7 +39,7 @@ import requests.exceptions as rex
 
 from . import _engine, _forksafe, utils
 from ._admission import closed_error
-from ._boundary import contract_errors
+from ._boundary import contract_error, contract_errors
 from ._engine import build_engine
 from ._environment import Environment
 from ._exchange import CALL, CallScope
@@ -165,6 +165,18 @@ def _call_scope(session: Any, engine: Engine, kwargs: dict[str, Any]) -> CallSco
     )
 
 
+def _check_splittable(url: str) -> None:
+    """Refuse a URL ``urlsplit`` cannot split (requests lets that out for non-HTTP schemes).
+
+    Raises:
+        requests.exceptions.InvalidURL: It cannot be split.
+    """
+    try:
+        urlsplit(url)
+    except ValueError as exc:
+        raise rex.InvalidURL(f"Invalid URL {url!r}: {exc}") from None
+
+
 def _hook_context(
     context: Optional[RequestContext],
     method: Union[str, bytes],
@@ -184,7 +196,7 @@ def _failed(
     method: Union[str, bytes],
     url: Union[str, bytes],
     kwargs: dict[str, Any],
-    scope: CallScope,
+    secrets: Callable[[], Secrets],
 ) -> Response:
     """Offer a failed call to the error hooks: their fallback response, or ``exc`` raised.
 
@@ -197,9 +209,7 @@ def _failed(
         if error_context.handled and error_context.fallback_response is not None:
             return error_context.fallback_response
     if utils.logger.isEnabledFor(logging.DEBUG):
-        utils.safe_log_error(
-            exc, _text(method), _text(url), level=logging.DEBUG, secrets=scope.secrets()
-        )
+        utils.safe_log_error(exc, _text(method), _text(url), level=logging.DEBUG, secrets=secrets())
     raise exc
 
 
@@ -344,26 +354,40 @@ class ConnectionManagerMixin:
             context = RequestContext(_text(method), _text(url), **kwargs)
             plugins.execute_pre_request_hooks(context)
             method, url, kwargs = context.method, context.url, context.kwargs
-        scope = _call_scope(self, engine, kwargs)
         if kwargs.get("verify") is None and self.verify is not True:  # type: ignore[attr-defined]
             # requests lets REQUESTS_CA_BUNDLE override a session's verify=False or CA path
             # (psf/requests#3829); a setting made on this session wins here.
             kwargs["verify"] = self.verify  # type: ignore[attr-defined]
+        scope: Optional[CallScope] = None
         if utils.logger.isEnabledFor(logging.DEBUG):
+            scope = _call_scope(self, engine, kwargs)
             body = kwargs.get("json") if kwargs.get("json") is not None else kwargs.get("data")
             utils.safe_log_request(
                 _text(method), _text(url), kwargs.get("headers"), body, secrets=scope.secrets()
             )
+        if isinstance(url, (str, bytes)):
+            try:
+                self._rcm_refuse_if_open(_text(method), _text(url))
+            except ConnectionManagerError as exc:
+                # Refused before the call's scope is made: a refusal costs microseconds.
+                def secrets() -> Secrets:
+                    return (scope or _call_scope(self, engine, kwargs)).secrets()
+
+                if not getattr(exc, "_rcm_clean", False):
+                    contract_error(exc, secrets=secrets())  # scrubbed in place
+                return _failed(plugins, exc, context, method, url, kwargs, secrets)
+        if scope is None:
+            scope = _call_scope(self, engine, kwargs)
         token = CALL.set(scope)
         try:
             with contract_errors(_CallErrors(None, scope)):
                 if isinstance(url, (str, bytes)):
-                    self._rcm_check_url(_text(method), _text(url))
+                    _check_splittable(_text(url))
                 response: Response = super().request(  # type: ignore[misc]
                     method=method, url=url, **kwargs
                 )
         except Exception as exc:  # noqa: BLE001 - offered to error hooks, then re-raised
-            return _failed(plugins, exc, context, method, url, kwargs, scope)
+            return _failed(plugins, exc, context, method, url, kwargs, scope.secrets)
         finally:
             CALL.reset(token)
         if plugins.has_hooks():
@@ -375,17 +399,13 @@ class ConnectionManagerMixin:
             utils.safe_log_response(response, secrets=scope.secrets())
         return response
 
-    def _rcm_check_url(self, method: str, url: str) -> None:
-        """Refuse an unsplittable URL, and a host whose breaker is open, before preparing.
+    def _rcm_refuse_if_open(self, method: str, url: str) -> None:
+        """Refuse a call to a host whose breaker is open, before anything is prepared.
 
-        The second only when no other class of the session overrides ``send``: a cache
-        there may answer the call without the host, and a call it cannot answer is still
-        refused by the adapter, with no traffic.
+        Only when no other class of the session overrides ``send``: a cache there may
+        answer the call without the host, and a call it cannot answer is still refused by
+        the adapter, with no traffic.
         """
-        try:
-            urlsplit(url)
-        except ValueError as exc:  # requests lets this out for non-HTTP schemes
-            raise rex.InvalidURL(f"Invalid URL {url!r}: {exc}") from None
         adapter = self._rcm_adapter
         if adapter is not None and self._rcm_refuse_early:
             try:
