@@ -79,6 +79,11 @@ class Sent:
         with self._lock:
             return Counter({name: n for (who, name), n in self._counts.items() if who == thread})
 
+    def everywhere(self, name: str) -> int:
+        """How many times any thread sent the command ``name``."""
+        with self._lock:
+            return sum(n for (_, command), n in self._counts.items() if command == name)
+
     def reset(self) -> None:
         """Forget what was counted."""
         with self._lock:
