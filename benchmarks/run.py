@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import datetime
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -78,6 +79,20 @@ def load_average() -> str:
         return Path("/proc/loadavg").read_text().split()[0]
     except (OSError, IndexError):
         return "unknown"
+
+
+def kept_sections(page: str) -> list[str]:
+    """The sections other scripts wrote into the page, each between its markers.
+
+    ``<!-- name:begin -->`` ... ``<!-- name:end -->`` (``benchmarks/signals_figures.py``
+    writes one): rewriting the page keeps them, after this script's own report.
+    """
+    return [
+        match.group(0)
+        for match in re.finditer(
+            r"<!-- (?P<name>[\w.-]+):begin -->.*?<!-- (?P=name):end -->", page, re.DOTALL
+        )
+    ]
 
 
 def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
@@ -229,7 +244,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.out is not None:
         log(f"report written to {args.out}")
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report.render(results))
+        kept = kept_sections(args.out.read_text() if args.out.exists() else "")
+        args.out.write_text(report.render(results) + "".join(f"\n{block}\n" for block in kept))
     failed = [t for t in report.targets(results) if t.passed is False]
     print(f"\n{len(failed)} target(s) failed" if failed else "\nevery target passed")
     return 0
