@@ -26,8 +26,8 @@ Every figure is repeated (``--quick`` repeats less) and reported as the median w
 range; the load average is recorded around each figure (the machine may be shared).
 ``--out`` writes the section between the markers ``<!-- signals-figures:begin -->`` and
 ``<!-- signals-figures:end -->`` of that page (appended when absent), leaving the rest of
-the page as it is: ``benchmarks/run.py --out`` rewrites the page without it, so run this
-after it. Not part of the test suite.
+the page as it is; ``benchmarks/run.py --out`` rewrites the rest of the page and keeps
+the section. Not part of the test suite.
 """
 
 from __future__ import annotations
