@@ -17,6 +17,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -1109,6 +1110,8 @@ def test_a_cookie_with_crlf_is_an_invalid_header_in_the_contract(faults: FaultSe
 # Remembered answers: what the session keeps between calls never answers differently
 # from requests (the environment's answers per URL beginning, prepared URLs).
 # =====================================================================================
+#: requests before 2.32.4 looked .netrc up by ``netloc.split(":")[0]`` (CVE-2024-47081).
+_NETLOC_NETRC = tuple(int(p) for p in requests.__version__.split(".")[:3]) < (2, 32, 4)
 TRICKY_URLS = [
     "http://good.example/x",
     "http://user:p#x@evil.example/",  # the authority ends at '#': the host is 'user'
@@ -1146,6 +1149,14 @@ def test_urls_that_share_a_beginning_get_requests_netrc_answer(
                 continue
             ours = cm.session.prepare_request(requests.Request("GET", url))
             assert ours.url == theirs.url, url
+            if _NETLOC_NETRC and "@" in urlsplit(url).netloc:
+                # requests < 2.32.4 looked the entry up by the user-info (CVE-2024-47081):
+                # the manager asks for the host's, as requests does since
+                netloc = urlsplit(url).netloc.rpartition("@")[2]
+                host_only = f"{urlsplit(url).scheme}://{netloc}/"
+                theirs = plain.prepare_request(requests.Request("GET", host_only))
+                if theirs.headers.get("Authorization") is None:  # no entry: the URL's own
+                    continue
             assert ours.headers.get("Authorization") == theirs.headers.get("Authorization"), url
 
 
@@ -1214,3 +1225,19 @@ def test_a_refusal_carries_no_secret_of_the_call(caplog: pytest.LogCaptureFixtur
     text = f"{info.value!s} {info.value!r} {info.value.args!r} {caplog.text}"
     assert "127.0.0.1" in str(info.value)
     assert not [s for s in SECRETS if s in text]
+
+
+def test_netrc_credentials_never_go_to_the_host_after_the_user_info(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """http://good:@evil/ gets no .netrc entry of 'good' (CVE-2024-47081), on any requests."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine good.example login g password good-secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    leaked = "Basic " + base64.b64encode(b"g:good-secret").decode()
+    with ConnectionManager() as cm:
+        for url in ("http://good.example:@evil.example/", "http://good.example:80@evil.example/"):
+            prepared = cm.session.prepare_request(requests.Request("GET", url))
+            assert prepared.headers.get("Authorization") != leaked, url
+        prepared = cm.session.prepare_request(requests.Request("GET", "http://good.example/"))
+        assert prepared.headers.get("Authorization") == leaked  # its own host gets it

@@ -350,7 +350,7 @@ def test_the_short_way_keeps_its_connection_and_gives_all_back_on_a_failure(
     redis_server: RedisServer,
 ) -> None:
     """Commands reuse one kept connection; a failure gives every kept one back, then recovers."""
-    from requests_connection_manager._redis_wire import call
+    from requests_connection_manager._redis_wire import _connection, call
 
     client = redis.Redis(port=redis_server.port, socket_timeout=1)
     pool = client.connection_pool
@@ -359,7 +359,7 @@ def test_the_short_way_keeps_its_connection_and_gives_all_back_on_a_failure(
             assert call(client, "EVAL", "return 1", 1, "{k}:x") == 1
         assert pool._created_connections == 1
         assert len(pool._in_use_connections) == 1  # kept for the next command
-        other = pool.get_connection()  # a second kept one, as another thread would leave
+        other = _connection(pool)  # a second kept one, as another thread would leave
         pool._rcm_kept[1].append(other)
         admin = redis.Redis(port=redis_server.port)
         admin.client_kill_filter(_type="normal", skipme=True)  # the server drops both

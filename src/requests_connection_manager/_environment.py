@@ -89,6 +89,17 @@ def _host_key(url: Any) -> Any:
         return None
 
 
+def _without_userinfo(url: str) -> str:
+    """``url`` up to the end of its authority, without ``user:password@`` (as urlsplit reads it)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 class Environment:
     """requests' environment lookups, remembered until what they depend on changes."""
 
@@ -163,7 +174,13 @@ class Environment:
         return self._remember(self._proxies, key, lambda: lookup(url, no_proxy=no_proxy))
 
     def netrc_auth(self, url: str) -> Optional[tuple[str, str]]:
-        """``get_netrc_auth(url)``, once per host and state of the file."""
+        """``get_netrc_auth(url)``, once per host and state of the file.
+
+        Asked for the URL without its user-info: requests before 2.32.4 looked the entry up
+        by ``netloc.split(":")[0]``, so ``http://example.com:@evil.com/`` got
+        ``example.com``'s credentials (CVE-2024-47081); later versions use the host name,
+        which is what this asks for on every version.
+        """
         lookup = requests.sessions.get_netrc_auth
         if not _unpatched():
             return lookup(url)
@@ -180,7 +197,7 @@ class Environment:
         host = _host_key(url)
         if host is None:
             return lookup(url)
-        return self._remember(self._netrc, (*state, host), lambda: lookup(url))
+        return self._remember(self._netrc, (*state, host), lambda: lookup(_without_userinfo(url)))
 
     def _remember(
         self, cache: dict[tuple[Any, ...], _T], key: tuple[Any, ...], compute: Callable[[], _T]
