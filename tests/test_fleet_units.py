@@ -346,33 +346,6 @@ def test_the_short_way_on_a_dead_node_raises_and_keeps_no_connection() -> None:
         client.close()
 
 
-def test_the_short_way_keeps_its_connection_and_gives_all_back_on_a_failure(
-    redis_server: RedisServer,
-) -> None:
-    """Commands reuse one kept connection; a failure gives every kept one back, then recovers."""
-    from requests_connection_manager._redis_wire import _connection, call
-
-    client = redis.Redis(port=redis_server.port, socket_timeout=1)
-    pool = client.connection_pool
-    try:
-        for _ in range(50):
-            assert call(client, "EVAL", "return 1", 1, "{k}:x") == 1
-        assert pool._created_connections == 1
-        assert len(pool._in_use_connections) == 1  # kept for the next command
-        other = _connection(pool)  # a second kept one, as another thread would leave
-        pool._rcm_kept[1].append(other)
-        admin = redis.Redis(port=redis_server.port)
-        admin.client_kill_filter(_type="normal", skipme=True)  # the server drops both
-        admin.close()
-        with pytest.raises(redis.exceptions.ConnectionError):  # the killed one fails
-            call(client, "EVAL", "return 1", 1, "{k}:x")
-        assert pool._in_use_connections == set()  # both given back, disconnected
-        assert pool._rcm_kept[1] == []
-        assert call(client, "EVAL", "return 2", 1, "{k}:x") == 2  # a fresh connection
-    finally:
-        client.close()
-
-
 def test_a_down_link_checks_in_the_background(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

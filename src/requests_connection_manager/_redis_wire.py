@@ -8,16 +8,6 @@ loopback Redis they cost more than the round trip itself (measured: ``EVALSHA`` 
 way: a connection from the client's pool (for a cluster, the pool of the node that owns the
 key's slot), the packed command, the raw reply, the connection back.
 
-The connections it used are kept checked out of their pool, a few per pool, for the next
-command: redis-py's ``get_connection`` asks the socket whether unread data is waiting (a
-poll and two mode switches, three system calls per command, about a third of a loopback
-round trip on a small VM). A kept connection cannot hold unread data: every command on it
-either read its whole reply or failed, and a failed one is disconnected and given back.
-Kept connections stay counted as in use by their pool (so ``disconnect()`` and ``close()``
-still reach them; a disconnected one reconnects on its next command), are all given back
-when a command on that pool fails (they talk to the same, failing server), and are
-forgotten in a forked child.
-
 Only the clients made from ``redis_url`` use it (a user's ``redis_client`` may be
 instrumented, or subclassed, through ``execute_command``). Anything out of the ordinary
 goes back to redis-py's own path, which knows what to do: a redirection or any other error
@@ -28,7 +18,6 @@ node or Sentinel primary are raised as they are (the link fails over to local st
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Any, Optional
 
 __all__ = ["Fallback", "call"]
@@ -83,69 +72,21 @@ def call(client: Any, *args: Any) -> Any:
         raise Fallback() from exc
     if pool is None:
         raise Fallback()
-    kept = _kept(pool)
     connection = None
     try:
-        try:
-            connection = kept.pop()
-        except IndexError:
-            connection = _connection(pool)  # connects (or reconnects) if needed
+        connection = _connection(pool)  # connects (or reconnects) if needed
         connection.send_packed_command(connection.pack_command(*args), check_health=False)
-        reply = connection.read_response()
+        return connection.read_response()
     except NoScriptError:
-        # Its reply was read whole: back to the pool, where the EVAL that follows (through
-        # redis-py) finds it instead of connecting anew.
-        pool.release(connection)
         raise
     except RedisError as exc:
-        _give_back(pool, connection, kept)
         if cluster:  # MOVED, a dead node, a failover: the cluster client sorts it out
             raise Fallback() from exc
         raise
     except BaseException:
-        _give_back(pool, connection, kept)
+        if connection is not None:
+            connection.disconnect()
         raise
-    _keep(pool, kept, connection)
-    return reply
-
-
-# At most this many per pool (one per thread sending at once); more go back to the pool.
-_KEEP = 8
-
-
-def _kept(pool: Any) -> list[Any]:
-    """The connections kept for ``pool`` by this process (a pool of a client we made)."""
-    pid = os.getpid()
-    entry = getattr(pool, "_rcm_kept", None)
-    if entry is None or entry[0] != pid:  # new, or made before a fork: not ours
-        entry = (pid, [])
-        pool._rcm_kept = entry
-    kept: list[Any] = entry[1]
-    return kept
-
-
-def _keep(pool: Any, kept: list[Any], connection: Any) -> None:
-    if connection is None:
-        return
-    if len(kept) < _KEEP:
-        kept.append(connection)
-    else:
-        pool.release(connection)
-
-
-def _give_back(pool: Any, connection: Any, kept: list[Any]) -> None:
-    """A command failed: its connection and every kept one are disconnected and released.
-
-    The kept ones talk to the same server (a dead node, a primary demoted by a failover):
-    the next command takes a fresh connection from the pool, which finds the current one.
-    """
-    others: list[Any] = []
-    while True:
-        try:
-            others.append(kept.pop())
-        except IndexError:
-            break
-    for each in (connection, *others):
-        if each is not None:
-            each.disconnect()
-            pool.release(each)
+    finally:
+        if connection is not None:
+            pool.release(connection)
