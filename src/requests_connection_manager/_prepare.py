@@ -7,8 +7,11 @@ CPython 3.11, four to six checks per call. For the mapping types requests itself
 (``dict``, ``OrderedDict``, ``CaseInsensitiveDict``) the answer is always "yes, take
 ``items()``": :func:`merge_setting` takes them directly and hands every other value to
 requests' own function. A call without cookies of its own skips building and merging an
-empty cookie jar (a no-op in requests). Everything else is requests' code: the
-``PreparedRequest`` is prepared by requests, with the same arguments, in the same order.
+empty cookie jar (a no-op in requests). The ``PreparedRequest`` runs its own steps, in the
+order ``PreparedRequest.prepare`` runs them, with two shortcuts: a URL without params is
+prepared once and remembered (``prepare_url`` is a pure function of the URL), and an empty
+cookie jar writes no ``Cookie`` header without asking ``http.cookiejar``. While one of
+those methods is patched, ``PreparedRequest.prepare`` itself runs.
 
 :func:`prepare_request` is used only when ``requests.Session.prepare_request`` is the
 method the session would otherwise run (no class of the session overrides it).
