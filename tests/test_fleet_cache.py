@@ -73,25 +73,28 @@ def test_without_a_ratio_rule_nothing_is_sent_at_all(
 
 
 @pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window"])
-def test_a_permit_costs_one_round_trip(
+def test_a_permit_costs_one_round_trip_under_a_small_limit(
     app: AppServer, fleet_redis: FleetRedis, strategy: str
 ) -> None:
-    """Breaker + shared limit: one EVALSHA per call, whatever the strategy."""
+    """Breaker + a shared limit under 32 (never leased): one EVALSHA per call, either strategy."""
     app.ok("/x")
     client = fleet_redis.counting_client()
     try:
         with ConnectionManager(
             redis_client=client,
             max_retries=0,
-            rate_limit_requests=10**6,
-            rate_limit_period=1,
+            rate_limit_requests=31,
+            rate_limit_period=60,
             rate_limit_strategy=strategy,
+            rate_limit_max_wait=0,
         ) as cm:
             _warm(cm, app.url("/x"))
             client.sent.reset()
-            for _ in range(CALLS):
+            for _ in range(26):
                 cm.get(app.url("/x"))
-            assert client.sent.commands(CALLER) == {"EVALSHA": CALLS}
+            assert client.sent.commands(CALLER) == {"EVALSHA": 26}
+            with pytest.raises(RateLimitExceeded):
+                cm.get(app.url("/x"))
     finally:
         client.close()
 

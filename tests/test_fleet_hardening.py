@@ -69,7 +69,7 @@ def test_a_slow_redis_is_an_unhealthy_one(app: AppServer, redis_server: RedisSer
             redis_url=proxy.url,
             total_timeout=1.0,
             max_retries=0,
-            rate_limit_requests=1000,
+            rate_limit_requests=30,  # under 32: never leased, every permit asks Redis
             rate_limit_period=1,
             on_event=on_event,
         ) as cm,

@@ -18,7 +18,7 @@ key                    type      content
                                  (``<bucket>:c|f|s|x``: calls, failures, slow, either)
 ``T:fw:<n>:<ms>``      hash      fixed-window permits: ``w`` (window index), ``n`` (used)
 ``T:sw:<n>:<ms>``      zset      sliding-window permits: one member per permit, score =
-                                 grant time (ms)
+                                 grant time, or its lease's end (ms)
 =====================  ========  ====================================================
 
 Changes are published on one channel per prefix, ``<prefix>:rcm:events`` (plain
@@ -334,44 +334,75 @@ return view(0)
 """,
 )
 
-#: A fixed-window permit, windows aligned to the Redis clock. KEYS = T:fw:<n>:<ms>.
-#: ARGV = limit, period ms, cost. Returns {granted 0/1, remaining, ms until the reset}.
+#: Fixed-window permits, windows aligned to the Redis clock. KEYS = T:fw:<n>:<ms>.
+#: ARGV = limit, period ms, wanted, returned window, returned count.
+#: First gives back the unused permits of a lease of window ``returned window`` (when that
+#: window is still the current one); then grants ``min(wanted, max(1, free // 2))`` permits
+#: (``wanted`` 0: none, a give-back only). Returns {granted, remaining, ms until the reset,
+#: window}.
 PERMIT_FIXED = Script(
     "permit_fixed",
     _PRELUDE
     + """
-local limit, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local limit, period, wanted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window = math.floor(now / period)
 local cur = redis.call('HMGET', KEYS[1], 'w', 'n')
 local used = 0
 if tonumber(cur[1]) == window then used = tonumber(cur[2]) or 0 end
 local reset = (window + 1) * period - now
-if used + cost > limit then return {0, limit - used, reset} end
-redis.call('HSET', KEYS[1], 'w', num(window), 'n', used + cost)
+local back = tonumber(ARGV[5])
+if back > 0 and tonumber(ARGV[4]) == window and used > 0 then
+  used = math.max(0, used - back)
+  redis.call('HSET', KEYS[1], 'w', num(window), 'n', used)
+  redis.call('PEXPIRE', KEYS[1], reset)
+end
+local free = limit - used
+if wanted < 1 or free < 1 then return {0, free, reset, num(window)} end
+local granted = math.min(wanted, math.max(1, math.floor(free / 2)))
+redis.call('HSET', KEYS[1], 'w', num(window), 'n', used + granted)
 redis.call('PEXPIRE', KEYS[1], reset)
-return {1, limit - used - cost, reset}
+return {granted, free - granted, reset, num(window)}
 """,
 )
 
-#: A sliding-window permit: never more than ``limit`` granted in any ``period``.
-#: KEYS = T:sw:<n>:<ms>. ARGV = limit, period ms, cost, unique permit id.
-#: Returns {granted 0/1, remaining, ms until enough permits leave the window}.
+#: Sliding-window permits: never more than ``limit`` in any ``period``. KEYS = T:sw:<n>:<ms>.
+#: ARGV = limit, period ms, wanted, lease id, lease ms, returned lease id, returned from,
+#: returned to. One member per permit (``<lease id>:<i>``). First removes the unused
+#: members ``from..to`` of a returned lease; then grants ``min(wanted, max(1, free // 2))``
+#: permits. One permit is stamped with the grant time; a lease of more is stamped with the
+#: lease's end (grant + lease ms), so each of its permits, used at any time before that
+#: end, stays counted for a whole period after its use: the window still never holds more
+#: than ``limit`` uses. Returns {granted, remaining, ms until a permit leaves the window}.
 PERMIT_SLIDING = Script(
     "permit_sliding",
     _PRELUDE
     + """
-local limit, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if cost > limit then return {0, limit, period} end
+local limit, period, wanted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease = tonumber(ARGV[5])
+if ARGV[6] ~= '' then
+  for i = tonumber(ARGV[7]), tonumber(ARGV[8]) do
+    redis.call('ZREM', KEYS[1], ARGV[6] .. ':' .. i)
+  end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', num(now - period))
 local used = redis.call('ZCARD', KEYS[1])
-if used + cost > limit then
-  local nth = used + cost - limit - 1
-  local entry = redis.call('ZRANGE', KEYS[1], nth, nth, 'WITHSCORES')
-  return {0, limit - used, tonumber(entry[2]) + period - now}
+local free = limit - used
+if wanted < 1 then return {0, free, 0} end
+if free < 1 then
+  local entry = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
+  return {0, free, tonumber(entry[2]) + period - now}
 end
-for i = 1, cost do redis.call('ZADD', KEYS[1], num(now), ARGV[4] .. ':' .. i) end
-redis.call('PEXPIRE', KEYS[1], period)
-return {1, limit - used - cost, 0}
+local granted = math.min(wanted, math.max(1, math.floor(free / 2)))
+local stamp = now
+if granted > 1 then stamp = now + lease end
+local members = {}
+for i = 1, granted do
+  members[#members + 1] = num(stamp)
+  members[#members + 1] = ARGV[4] .. ':' .. i
+end
+redis.call('ZADD', KEYS[1], unpack(members))
+redis.call('PEXPIRE', KEYS[1], period + lease)
+return {granted, free - granted, 0}
 """,
 )
 

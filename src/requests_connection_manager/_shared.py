@@ -4,8 +4,10 @@ Installed with the ``redis`` extra. A :class:`SharedLink` owns the Redis connect
 manager (a single node, a Redis Cluster or a Sentinel-managed primary: see
 :mod:`._redis_target`) and hands out, per host key:
 
-- a :class:`SharedLimiter`: one permit costs one ``EVALSHA`` (a fixed- or sliding-window
-  script, exact across processes, answering the wait of a refusal in the same round trip);
+- a :class:`~._shared_limiter.SharedLimiter`: permits from a fixed- or sliding-window
+  script, exact across processes, answering the wait of a refusal in the same round trip;
+  a process calling steadily takes them a lease at a time, so most calls make no round
+  trip (:mod:`._shared_limiter` says how that stays exact);
 - a :class:`~._fleet_host.FleetHost`: the host's breaker state and pause, cached in the
   process and kept fresh by pub/sub, so a healthy call to a host with a breaker costs no
   round trip at all; the breaker's transitions, its failure-rate window and its half-open
@@ -42,10 +44,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _redis_target
 from ._fleet_host import FleetHost
-from ._fleet_scripts import CHECK, PERMIT_FIXED, PERMIT_SLIDING, HostKeys, Script, parse_message
+from ._fleet_scripts import CHECK, HostKeys, Script, parse_message
 from ._fleet_scripts import run as run_script
 from ._fleet_threads import Subscriber, Ticker
-from ._limiter import MIN_WAIT, Limiter
+from ._limiter import Limiter
+from ._shared_limiter import SharedLimiter
 from .events import SharedStateChanged
 
 if TYPE_CHECKING:
@@ -131,6 +134,7 @@ class SharedLink:
         self._outages = 0
         self._closed = False
         self._hosts: weakref.WeakValueDictionary[str, FleetHost] = weakref.WeakValueDictionary()
+        self._limiters: weakref.WeakSet[SharedLimiter] = weakref.WeakSet()
         self._id = f"{os.getpid()}.{secrets.token_hex(4)}"
         self._ids = itertools.count(1)
         self._pid = os.getpid()
@@ -281,6 +285,8 @@ class SharedLink:
         now = time.monotonic()
         for host in list(self._hosts.values()):
             host.tick(now)
+        for limiter in list(self._limiters):
+            limiter.tick(now)
 
     # ----------------------------------------------------------------------- pub/sub
     def subscribed(self) -> None:
@@ -319,7 +325,9 @@ class SharedLink:
 
     def limiter(self, settings: RateLimitConfig, key: str, local: Limiter) -> SharedLimiter:
         """Return the shared limiter of ``key``, falling back to ``local``."""
-        return SharedLimiter(self, settings, HostKeys(self.prefix, key), local)
+        limiter = SharedLimiter(self, settings, HostKeys(self.prefix, key), local)
+        self._limiters.add(limiter)
+        return limiter
 
     # ------------------------------------------------------------------------ the rest
     def status(self) -> dict[str, Any]:
@@ -351,6 +359,7 @@ class SharedLink:
         self._lock = threading.Lock()
         self.live = False
         self._hosts = weakref.WeakValueDictionary()  # the host table is rebuilt empty too
+        self._limiters = weakref.WeakSet()
         self.target.reinit_after_fork()
 
     def close(self) -> None:
@@ -360,47 +369,3 @@ class SharedLink:
         self._subscriber.stop()
         self._ticker.stop()
         self.target.close()
-
-
-class SharedLimiter:
-    """A rate limit kept in Redis by one script per permit, with an in-process twin.
-
-    Args:
-        link: The manager's link.
-        settings: The limit.
-        keys: The host's keys.
-        local: The twin used while Redis is down.
-    """
-
-    def __init__(
-        self, link: SharedLink, settings: RateLimitConfig, keys: HostKeys, local: Limiter
-    ) -> None:
-        self._link = link
-        self._local = local
-        self._limit = settings.requests
-        self._period_ms = max(1, round(settings.period * 1000))
-        self._sliding = settings.strategy == "sliding-window"
-        if self._sliding:
-            self._script = PERMIT_SLIDING
-            self._key = keys.sliding(self._limit, self._period_ms)
-        else:
-            self._script = PERMIT_FIXED
-            self._key = keys.fixed(self._limit, self._period_ms)
-
-    def try_acquire(self) -> float:
-        """Take a permit from the shared quota (or the local one during an outage)."""
-        link = self._link
-        if link.usable():
-            args: list[Any] = [self._limit, self._period_ms, 1]
-            if self._sliding:
-                args.append(link.unique())
-            reply = link.run(self._script, [self._key], args)
-            if reply is not None:
-                if int(reply[0]):
-                    return 0.0
-                return max(int(reply[2]) / 1000, MIN_WAIT)
-        return self._local.try_acquire()
-
-    def quiet(self) -> bool:
-        """The shared window lives in Redis; only the local twin's matters here."""
-        return self._local.quiet()
