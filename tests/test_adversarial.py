@@ -1241,3 +1241,90 @@ def test_netrc_credentials_never_go_to_the_host_after_the_user_info(
             assert prepared.headers.get("Authorization") != leaked, url
         prepared = cm.session.prepare_request(requests.Request("GET", "http://good.example/"))
         assert prepared.headers.get("Authorization") == leaked  # its own host gets it
+
+
+# =====================================================================================
+# Leased permits of a shared limit (fleet2): many threads, closing, Redis gone.
+# =====================================================================================
+def _spend(cm: ConnectionManager, url: str, served: list[int], lock: threading.Lock) -> None:
+    for _ in range(200):  # bounded: the quota is 64
+        try:
+            cm.get(url)
+        except RateLimitExceeded:
+            return
+        with lock:
+            served.append(1)
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window"])
+def test_threads_of_two_managers_share_leases_without_one_extra_permit(
+    app: AppServer, redis_server: RedisServer, strategy: str
+) -> None:
+    """8 threads in each of two managers race for 64 permits an hour: exactly 64 go out."""
+    app.ok("/x")
+    quota: dict[str, Any] = {
+        "redis_url": redis_server.url,
+        "max_retries": 0,
+        "rate_limit_requests": 64,
+        "rate_limit_period": 3600,
+        "rate_limit_strategy": strategy,
+        "rate_limit_max_wait": 0,
+    }
+    served: list[int] = []
+    lock = threading.Lock()
+    with ConnectionManager(**quota) as one, ConnectionManager(**quota) as two:
+        threads = [
+            threading.Thread(target=_spend, args=(cm, app.url("/x"), served, lock))
+            for cm in (one, two)
+            for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert one.get_stats()["shared_state"]["healthy"] is True
+    assert len(served) == app.hits("/x") == 64
+
+
+def test_a_closing_manager_gives_its_leased_permits_back(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """A worker recycled mid-lease does not keep its unused permits from the others."""
+    app.ok("/x")
+    quota: dict[str, Any] = {
+        "redis_url": redis_server.url,
+        "max_retries": 0,
+        "rate_limit_requests": 64,
+        "rate_limit_period": 3600,
+        "rate_limit_strategy": "sliding-window",
+        "rate_limit_max_wait": 0,
+    }
+    with ConnectionManager(**quota) as one:
+        one.get(app.url("/x"))
+        one.get(app.url("/x"))  # a lease of up to 4: two used
+    served: list[int] = []
+    with ConnectionManager(**quota) as two:
+        _spend(two, app.url("/x"), served, threading.Lock())
+    assert len(served) == 62
+
+
+def test_a_manager_closes_cleanly_when_redis_is_gone_mid_lease(
+    app: AppServer, redis_server: RedisServer
+) -> None:
+    """Giving a lease back to a Redis that is gone: close() neither raises nor hangs."""
+    app.ok("/x")
+    cm = ConnectionManager(
+        redis_url=redis_server.url,
+        max_retries=0,
+        rate_limit_requests=10**6,
+        rate_limit_period=60,
+    )
+    try:
+        cm.get(app.url("/x"))
+        cm.get(app.url("/x"))
+        redis_server.stop()
+    finally:
+        cm.close()
+    with pytest.raises(ConnectionManagerError, match="closed"):
+        cm.get(app.url("/x"))

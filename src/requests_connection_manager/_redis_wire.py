@@ -4,9 +4,9 @@ redis-py's ``execute_command`` wraps every command in layers (a retry wrapper, c
 callbacks, maintenance-notification handling on 8.x; slot routing on a cluster): on a
 loopback Redis they cost more than the round trip itself (measured: ``EVALSHA`` through
 ``Redis.evalsha`` 106 µs wall / 68 µs CPU; packed and sent on a pooled connection 42 µs /
-21 µs). A shared rate limit sends one script per call, so :func:`call` sends it the short
-way: a connection from the client's pool (for a cluster, the pool of the node that owns the
-key's slot), the packed command, the raw reply, the connection back.
+21 µs). A shared rate limit sends one script per permit or lease, so :func:`call` sends it
+the short way: a connection from the client's pool (for a cluster, the pool of the node
+that owns the key's slot), the packed command, the raw reply, the connection back.
 
 Only the clients made from ``redis_url`` use it (a user's ``redis_client`` may be
 instrumented, or subclassed, through ``execute_command``). Anything out of the ordinary

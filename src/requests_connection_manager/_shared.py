@@ -286,7 +286,7 @@ class SharedLink:
         for host in list(self._hosts.values()):
             host.tick(now)
         for limiter in list(self._limiters):
-            limiter.tick(now)
+            limiter.tick()
 
     # ----------------------------------------------------------------------- pub/sub
     def subscribed(self) -> None:
@@ -363,7 +363,9 @@ class SharedLink:
         self.target.reinit_after_fork()
 
     def close(self) -> None:
-        """Stop the threads and close the connection if this link made it."""
+        """Give back leased permits; stop the threads; close the connection if ours."""
+        for limiter in list(self._limiters):
+            limiter.close()
         with self._lock:
             self._closed = True
         self._subscriber.stop()

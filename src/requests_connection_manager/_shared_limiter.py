@@ -9,9 +9,11 @@ every process):
 
 - a lease's permits count in Redis from the moment they are granted: every other process
   sees them as taken;
-- sliding window: they are stamped with the lease's end and used only before it (on this
-  process's monotonic clock, started before the script was sent), so each one stays in the
-  window for at least a whole period after its use;
+- sliding window: they are stamped with the lease's end and used only before it, so each
+  one stays in the window for at least a whole period after its use. The process times
+  the lease from before it sent the script, on a clock that also runs while the machine
+  is suspended (``CLOCK_BOOTTIME`` on Linux; elsewhere the monotonic clock), and ends it
+  1 % early (clock rates drift by far less);
 - fixed window: they belong to the window they were granted in, and the lease ends with it.
 
 How it stays fair:
@@ -23,8 +25,8 @@ How it stays fair:
   :data:`LEASE_SECONDS`, at most a tenth of the period;
 - its size follows this process's own pace: one permit first, then what the process used
   in one lease time at its last pace;
-- unused permits are given back in the next script for this host, or by the ticker once
-  the lease ended; a forked child drops its parent's lease.
+- unused permits are given back in the next script for this host, by the ticker once the
+  lease ended, and when the manager closes; a forked child drops its parent's lease.
 
 The cost: a permit used late in a lease stays counted up to a lease longer than it would
 alone, and permits leased by a busy process wait for it near the limit. The quota is never
@@ -33,6 +35,7 @@ exceeded; near its limit it may be used a little less.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -52,8 +55,18 @@ __all__ = ["LEASE_SECONDS", "MAX_LEASE", "SharedLimiter"]
 MAX_LEASE = 64
 #: The longest a lease lasts, seconds (and never more than a tenth of the period).
 LEASE_SECONDS = 0.1
+# The share of a lease this process uses: it ends its leases this much early.
+_LEASE_USED = 0.99
 # A limit is leased in parts of at most 1/_SHARE of it.
 _SHARE = 16
+
+
+def _lease_clock() -> Callable[[], float]:
+    """Seconds that also advance while the machine sleeps (Redis's clock does)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:  # pragma: no cover - not Linux
+        return time.monotonic
+    return functools.partial(time.clock_gettime, boottime)
 
 
 class _Lease:
@@ -62,11 +75,17 @@ class _Lease:
     __slots__ = ("ends", "granted", "lease_id", "started", "used", "window")
 
     def __init__(
-        self, lease_id: str, granted: int, started: float, ends: float, window: int
+        self,
+        lease_id: str,
+        granted: int,
+        started: float,
+        ends: float,
+        window: int,
+        used: int = 1,  # the permit of the call that asked for it
     ) -> None:
         self.lease_id = lease_id
         self.granted = granted
-        self.used = 1  # the permit of the call that asked for it
+        self.used = used
         self.started = started
         self.ends = ends
         self.window = window
@@ -86,7 +105,7 @@ class SharedLimiter:
         settings: The limit.
         keys: The host's keys.
         local: The twin used while Redis is down.
-        clock: Monotonic seconds (lease ends).
+        clock: Seconds for lease ends (by default one that runs during a suspend).
     """
 
     def __init__(
@@ -95,11 +114,11 @@ class SharedLimiter:
         settings: RateLimitConfig,
         keys: HostKeys,
         local: Limiter,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self._link = link
         self._local = local
-        self._clock = clock
+        self._clock = clock or _lease_clock()
         self._limit = settings.requests
         self._period_ms = max(1, round(settings.period * 1000))
         self._sliding = settings.strategy == "sliding-window"
@@ -151,20 +170,20 @@ class SharedLimiter:
 
     def _ask(self, wanted: int, back: Optional[_Lease], install: bool) -> float:
         link = self._link
-        if not link.usable():
-            return self._local.try_acquire()
+        if not link.usable():  # local state; a give-back has nothing to give back to
+            return self._local.try_acquire() if wanted else 0.0
         started = self._clock()
         lease_id = link.unique() if self._sliding else ""
         reply = link.run(self._script, [self._key], self._args(wanted, lease_id, back))
+        if not wanted:
+            return 0.0
         if reply is None:  # Redis failed just now: the link fails over to local state
             return self._local.try_acquire()
         granted = int(reply[0])
-        if wanted == 0:
-            return 0.0
         if granted == 0:
             return max(int(reply[2]) / 1000, MIN_WAIT)
         if install:
-            lease_s = self._lease_ms / 1000
+            lease_s = self._lease_ms / 1000 * _LEASE_USED
             ends = started + (lease_s if self._sliding else min(lease_s, int(reply[2]) / 1000))
             window = -1 if self._sliding else int(reply[3])
             with self._lock:
@@ -183,16 +202,29 @@ class SharedLimiter:
         return [self._limit, self._period_ms, wanted, window, unused]
 
     # ------------------------------------------------------------------ off the call path
-    def tick(self, now: float) -> None:
+    def tick(self) -> None:
         """The ticker's work: give back the unused permits of a lease that ended."""
+        self._give_back(ended_only=True)
+
+    def close(self) -> None:
+        """The manager closes: give back the unused permits of the current lease."""
+        self._give_back(ended_only=False)
+
+    def _give_back(self, ended_only: bool) -> None:
         with self._lock:
             lease = self._lease
-            if self._asking or lease is None or now < lease.ends or lease.used >= lease.granted:
+            if (
+                self._asking
+                or lease is None
+                or lease.used >= lease.granted
+                or (ended_only and self._clock() < lease.ends)
+            ):
                 return
             self._asking = True
-            spent = _Lease(lease.lease_id, lease.used, lease.started, lease.ends, lease.window)
-            spent.used = lease.used
-            self._lease = spent  # what it used stays: the next lease's size follows it
+            # What it used stays, for the next lease's size; nothing is left to hand out.
+            self._lease = _Lease(
+                lease.lease_id, lease.used, lease.started, lease.ends, lease.window, lease.used
+            )
         try:
             self._ask(0, lease, install=False)
         finally:
