@@ -6,6 +6,7 @@ the rest run against the real Redis of ``fleet_redis`` (one node, and a cluster)
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import warnings
@@ -48,10 +49,15 @@ class _Local:
 class _Link:
     """Grants whatever is asked (up to ``free``) and records every script's arguments."""
 
-    def __init__(self, free: int = 10**6) -> None:
+    def __init__(self, free: int = 10**6, reset_ms: int = 1500) -> None:
         self.free = free
+        self.reset_ms = reset_ms
         self.sent: list[list[Any]] = []
+        self.held: list[SharedLimiter] = []
         self._ids = 0
+
+    def hold(self, limiter: SharedLimiter) -> None:
+        self.held.append(limiter)
 
     def usable(self) -> bool:
         return True
@@ -65,7 +71,7 @@ class _Link:
         wanted = int(args[2])
         granted = min(wanted, max(1, self.free // 2)) if wanted and self.free else 0
         self.free -= granted
-        return [granted, self.free, 1500, 7]  # the wait (or the fixed window's reset), window
+        return [granted, self.free, self.reset_ms, 7]  # the wait (or the window's reset), window
 
 
 def _limiter(
@@ -108,6 +114,39 @@ def test_a_lease_is_not_used_at_its_end_and_its_rest_goes_back() -> None:
     give_back = link.sent[2][5:]
     assert give_back == ["id2", 11, MAX_LEASE]  # members 11..64: never handed out
     assert link.sent[2][2] == 10  # the next lease: what was used in the last one
+
+
+def test_a_fixed_window_lease_ends_before_its_window() -> None:
+    """50 ms left in the window (Redis's clock in whole ms): the lease ends before 49 ms."""
+    link, clock = _Link(reset_ms=50), _Clock()
+    limiter = _limiter(link, clock, strategy="fixed-window")
+    limiter.try_acquire()
+    clock.now += 0.001
+    limiter.try_acquire()  # a lease
+    assert link.held == [limiter]
+    started = clock.now
+    clock.now = started + 0.0485
+    assert limiter.try_acquire() == 0.0
+    assert len(link.sent) == 2  # still the lease
+    clock.now = started + 0.049
+    limiter.try_acquire()
+    assert len(link.sent) == 3  # past its end, a millisecond before the window's
+
+
+def test_the_clock_is_read_under_the_limiters_lock() -> None:
+    """A thread held up between reading the clock and the lease would use a stale time."""
+    link = _Link()
+    reads: list[bool] = []
+    limiter: SharedLimiter
+
+    def clock() -> float:
+        reads.append(limiter._lock.locked())
+        return 100.0 + len(reads) * 0.001
+
+    limiter = _limiter(link, clock)  # type: ignore[arg-type]
+    for _ in range(5):
+        limiter.try_acquire()
+    assert reads.count(True) == 5  # one read per take, each under the lock
 
 
 def test_a_slow_caller_asks_one_permit_at_a_time() -> None:
@@ -309,3 +348,69 @@ def test_a_forked_child_does_not_use_its_parents_lease(
         assert os.waitstatus_to_exitcode(status) == 0
         cm.get(app.url("/x"))  # the parent goes on with its own lease
         assert _used(fleet_redis, key, "sliding-window") == before + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_children_forked_from_one_manager_never_share_permit_ids(
+    app: AppServer, fleet_redis: FleetRedis
+) -> None:
+    """A manager made before forking (gunicorn --preload): two children spend one quota.
+
+    Permits are sorted-set members named by the process's ids: a child that reused its
+    parent's ids would re-add its sibling's members (not counted twice) and go over.
+    """
+    app.ok("/x")
+    url = app.url("/x")
+    with ConnectionManager(
+        redis_url=fleet_redis.url,
+        max_retries=0,
+        rate_limit_requests=64,
+        rate_limit_period=3600,
+        rate_limit_strategy="sliding-window",
+        rate_limit_max_wait=0,
+    ) as cm:
+        for calls in (30, 100):  # the first child spends 30, the second all that is left
+            with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock"
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    made = 0
+                    for _ in range(calls):
+                        try:
+                            cm.get(url)
+                        except RateLimitExceeded:
+                            break
+                        made += 1
+                    cm.close()  # a worker's exit: its unused leased permits go back
+                    code = 0 if made == min(calls, 34) else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+    assert app.hits("/x") == 64
+
+
+def test_a_closing_manager_gives_back_a_lease_of_a_forgotten_host(
+    app: AppServer, fleet_redis: FleetRedis
+) -> None:
+    """The host table is cleared before the link closes: the lease is still given back."""
+    app.ok("/x")
+    key = _key(fleet_redis, app, "sliding-window", 64, 3600)
+    cm = ConnectionManager(
+        redis_url=fleet_redis.url,
+        max_retries=0,
+        rate_limit_requests=64,
+        rate_limit_period=3600,
+        rate_limit_strategy="sliding-window",
+    )
+    try:
+        cm.get(app.url("/x"))
+        cm.get(app.url("/x"))  # a lease of 4, two used
+        assert _used(fleet_redis, key, "sliding-window") == 5
+        cm._engine.hosts.clear()  # as close() does first, or an eviction would
+        gc.collect()
+    finally:
+        cm.close()
+    assert _used(fleet_redis, key, "sliding-window") == 2

@@ -134,9 +134,10 @@ class SharedLink:
         self._outages = 0
         self._closed = False
         self._hosts: weakref.WeakValueDictionary[str, FleetHost] = weakref.WeakValueDictionary()
-        self._limiters: weakref.WeakSet[SharedLimiter] = weakref.WeakSet()
-        self._id = f"{os.getpid()}.{secrets.token_hex(4)}"
-        self._ids = itertools.count(1)
+        # Limiters that may hold unused leased permits: kept alive until they are given
+        # back, even when their host is forgotten (closed manager, evicted host).
+        self._holding: set[SharedLimiter] = set()
+        self._new_ids()
         self._pid = os.getpid()
         self._subscriber = Subscriber(self)
         self._ticker = Ticker(self)
@@ -285,8 +286,11 @@ class SharedLink:
         now = time.monotonic()
         for host in list(self._hosts.values()):
             host.tick(now)
-        for limiter in list(self._limiters):
+        with self._lock:
+            holding = list(self._holding)
+        for limiter in holding:
             limiter.tick()
+            self._let_go(limiter)
 
     # ----------------------------------------------------------------------- pub/sub
     def subscribed(self) -> None:
@@ -316,6 +320,21 @@ class SharedLink:
         """An id no other process or call uses (permits, leases)."""
         return f"{self._id}.{next(self._ids)}"
 
+    def _new_ids(self) -> None:
+        """A prefix of ids no other process uses (a forked child must not reuse its parent's)."""
+        self._id = f"{os.getpid()}.{secrets.token_hex(4)}"
+        self._ids = itertools.count(1)
+
+    def hold(self, limiter: SharedLimiter) -> None:
+        """``limiter`` holds unused leased permits: keep it until they are given back."""
+        with self._lock:
+            self._holding.add(limiter)
+
+    def _let_go(self, limiter: SharedLimiter) -> None:
+        with self._lock:
+            if not limiter.holds():
+                self._holding.discard(limiter)
+
     # ---------------------------------------------------------------------- factories
     def host(self, key: str, clock: Clock, on_pause: Callable[[float, float], float]) -> FleetHost:
         """A new cached view of ``key`` for one host state; messages about ``key`` go to it."""
@@ -325,9 +344,7 @@ class SharedLink:
 
     def limiter(self, settings: RateLimitConfig, key: str, local: Limiter) -> SharedLimiter:
         """Return the shared limiter of ``key``, falling back to ``local``."""
-        limiter = SharedLimiter(self, settings, HostKeys(self.prefix, key), local)
-        self._limiters.add(limiter)
-        return limiter
+        return SharedLimiter(self, settings, HostKeys(self.prefix, key), local)
 
     # ------------------------------------------------------------------------ the rest
     def status(self) -> dict[str, Any]:
@@ -349,6 +366,8 @@ class SharedLink:
             self._pid = os.getpid()
             self.live = False
             self.epoch += 1
+            self._holding = set()
+            self._new_ids()
             self._subscriber = Subscriber(self)
             self._ticker = Ticker(self)
         if not self._closed:
@@ -359,12 +378,15 @@ class SharedLink:
         self._lock = threading.Lock()
         self.live = False
         self._hosts = weakref.WeakValueDictionary()  # the host table is rebuilt empty too
-        self._limiters = weakref.WeakSet()
+        self._holding = set()  # the parent's leases are the parent's
+        self._new_ids()
         self.target.reinit_after_fork()
 
     def close(self) -> None:
         """Give back leased permits; stop the threads; close the connection if ours."""
-        for limiter in list(self._limiters):
+        with self._lock:
+            holding, self._holding = list(self._holding), set()
+        for limiter in holding:
             limiter.close()
         with self._lock:
             self._closed = True

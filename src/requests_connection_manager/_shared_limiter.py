@@ -14,7 +14,8 @@ every process):
   the lease from before it sent the script, on a clock that also runs while the machine
   is suspended (``CLOCK_BOOTTIME`` on Linux; elsewhere the monotonic clock), and ends it
   1 % early (clock rates drift by far less);
-- fixed window: they belong to the window they were granted in, and the lease ends with it.
+- fixed window: they belong to the window they were granted in, and the lease ends with it
+  (a millisecond early: the script reads Redis's clock in whole milliseconds).
 
 How it stays fair:
 
@@ -26,7 +27,9 @@ How it stays fair:
 - its size follows this process's own pace: one permit first, then what the process used
   in one lease time at its last pace;
 - unused permits are given back in the next script for this host, by the ticker once the
-  lease ended, and when the manager closes; a forked child drops its parent's lease.
+  lease ended, and when the manager closes (the link keeps a limiter that holds some until
+  then, even when its host is forgotten); a forked child drops its parent's lease, and
+  names its permits with ids of its own.
 
 The cost: a permit used late in a lease stays counted up to a lease longer than it would
 alone, and permits leased by a busy process wait for it near the limit. The quota is never
@@ -139,8 +142,8 @@ class SharedLimiter:
     # ------------------------------------------------------------------ the call path
     def try_acquire(self) -> float:
         """Take a permit: from this process's lease, else from Redis (or the local twin)."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # read here: a thread held up before the lock reads it late
             lease = self._lease
             if lease is not None and lease.take(now):
                 return 0.0
@@ -183,11 +186,15 @@ class SharedLimiter:
         if granted == 0:
             return max(int(reply[2]) / 1000, MIN_WAIT)
         if install:
-            lease_s = self._lease_ms / 1000 * _LEASE_USED
-            ends = started + (lease_s if self._sliding else min(lease_s, int(reply[2]) / 1000))
+            lease_ms = self._lease_ms
+            if not self._sliding:  # the window's end, less the ms Redis's clock was rounded by
+                lease_ms = min(lease_ms, int(reply[2]) - 1)
+            ends = started + lease_ms / 1000 * _LEASE_USED
             window = -1 if self._sliding else int(reply[3])
             with self._lock:
                 self._lease = _Lease(lease_id, granted, started, ends, window)
+            if granted > 1:
+                link.hold(self)
         return 0.0
 
     def _args(self, wanted: int, lease_id: str, back: Optional[_Lease]) -> list[Any]:
@@ -236,6 +243,11 @@ class SharedLimiter:
         self._lock = threading.Lock()
         self._lease = None
         self._asking = False
+
+    def holds(self) -> bool:
+        """Tell whether this limiter may hold leased permits it has not used."""
+        lease = self._lease
+        return lease is not None and lease.used < lease.granted
 
     def quiet(self) -> bool:
         """The shared window lives in Redis; only the local twin's matters here."""
