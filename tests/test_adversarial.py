@@ -32,6 +32,7 @@ from requests_connection_manager import (
     MaxRetriesExceeded,
     RateLimitExceeded,
 )
+from requests_connection_manager.events import SharedStateChanged
 from tests import faults as f
 from tests.bounded import start_bounded
 from tests.fakes import FakeClock
@@ -1260,31 +1261,49 @@ def _spend(cm: ConnectionManager, url: str, served: list[int], lock: threading.L
 def test_threads_of_two_managers_share_leases_without_one_extra_permit(
     app: AppServer, redis_server: RedisServer, strategy: str
 ) -> None:
-    """8 threads in each of two managers race for 64 permits an hour: exactly 64 go out."""
+    """6 threads in each of two managers race for 64 permits an hour: exactly 64 go out.
+
+    The guarantee holds while Redis is healthy. A manager that timed two Redis answers over
+    100 ms in a row (a loaded CI machine under coverage, twelve threads on one GIL, can)
+    falls back to its local quota, as documented, and says so: that run is repeated under
+    a new prefix, at most three times in all.
+    """
     app.ok("/x")
-    quota: dict[str, Any] = {
-        "redis_url": redis_server.url,
-        "max_retries": 0,
-        "rate_limit_requests": 64,
-        "rate_limit_period": 3600,
-        "rate_limit_strategy": strategy,
-        "rate_limit_max_wait": 0,
-    }
-    served: list[int] = []
-    lock = threading.Lock()
-    with ConnectionManager(**quota) as one, ConnectionManager(**quota) as two:
-        threads = [
-            threading.Thread(target=_spend, args=(cm, app.url("/x"), served, lock))
-            for cm in (one, two)
-            for _ in range(8)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert not any(thread.is_alive() for thread in threads)
-        assert one.get_stats()["shared_state"]["healthy"] is True
-    assert len(served) == app.hits("/x") == 64
+    for run in range(3):
+        outages: list[object] = []
+
+        def on_event(event: object, outages: list[object] = outages) -> None:
+            if isinstance(event, SharedStateChanged) and not event.healthy:
+                outages.append(event)
+
+        quota: dict[str, Any] = {
+            "redis_url": redis_server.url,
+            "redis_prefix": f"race{run}",
+            "max_retries": 0,
+            "rate_limit_requests": 64,
+            "rate_limit_period": 3600,
+            "rate_limit_strategy": strategy,
+            "rate_limit_max_wait": 0,
+            "on_event": on_event,
+        }
+        served: list[int] = []
+        lock = threading.Lock()
+        hits = app.hits("/x")
+        with ConnectionManager(**quota) as one, ConnectionManager(**quota) as two:
+            threads = [
+                threading.Thread(target=_spend, args=(cm, app.url("/x"), served, lock))
+                for cm in (one, two)
+                for _ in range(6)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert not any(thread.is_alive() for thread in threads)
+        if not outages:
+            break
+    assert outages == [], "Redis was unhealthy in 3 runs"
+    assert len(served) == app.hits("/x") - hits == 64
 
 
 def test_a_closing_manager_gives_its_leased_permits_back(
