@@ -1347,3 +1347,37 @@ def test_a_manager_closes_cleanly_when_redis_is_gone_mid_lease(
         cm.close()
     with pytest.raises(ConnectionManagerError, match="closed"):
         cm.get(app.url("/x"))
+
+
+def test_urls_that_share_a_beginning_get_requests_pools() -> None:
+    """The remembered pool key parts never give one URL another's pool (poisoning order)."""
+    from requests.adapters import HTTPAdapter
+
+    from requests_connection_manager._transport import Transport
+
+    requests_way = HTTPAdapter.get_connection_with_tls_context
+    urls = [
+        "http://127.0.0.1:80/x",
+        "http://127.0.0.1:8080/x",
+        "http://127.0.0.1/x",
+        "http://good.test@127.0.0.2/x",
+        "http://127.0.0.2@good.test/x",
+        "http://good.test\\@127.0.0.3/x",
+        "http://good.test#@127.0.0.4/x",
+        "http://good.test?@127.0.0.5/x",
+        "http://GOOD.test/x",
+        "http://good.test./x",
+        "https://good.test/x",
+        "https://good.test:443/x",
+    ]
+    adapter = Transport(pool_connections=len(urls) * 2)
+    try:
+        for order in (urls, urls[::-1]):
+            for url in order:
+                request = requests.PreparedRequest()
+                request.prepare_method("GET")
+                request.url = url  # as written: no normalisation on the way
+                ours = adapter.get_connection_with_tls_context(request, True, {}, None)
+                assert ours is requests_way(adapter, request, True, None, None), url
+    finally:
+        adapter.close()

@@ -38,7 +38,7 @@ from requests.utils import NETRC_FILES
 
 from ._prepare import merge_setting
 
-__all__ = ["Environment"]
+__all__ = ["Environment", "host_key"]
 
 # Hosts (and .netrc answers) remembered per environment; beyond this the cache starts over.
 _CACHE_SIZE = 1024
@@ -70,7 +70,7 @@ def _unpatched() -> bool:
     )
 
 
-def _host_key(url: Any) -> Any:
+def host_key(url: Any) -> Any:
     """What decides ``url``'s host and port for requests' lookups, or None (let requests say).
 
     The URL as written up to the end of its authority (``scheme://user@host:port``):
@@ -167,7 +167,7 @@ class Environment:
         lookup = requests.sessions.get_environ_proxies
         if not _unpatched():
             return lookup(url, no_proxy=no_proxy)
-        host = _host_key(url)
+        host = host_key(url)
         if host is None:
             return lookup(url, no_proxy=no_proxy)
         key = (host, no_proxy)
@@ -194,7 +194,7 @@ class Environment:
             break
         if state is None:
             return None  # no file: requests returns None too
-        host = _host_key(url)
+        host = host_key(url)
         if host is None:
             return lookup(url)
         return self._remember(self._netrc, (*state, host), lambda: lookup(_without_userinfo(url)))

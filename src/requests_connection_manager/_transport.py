@@ -12,6 +12,9 @@ through urllib3's and requests' documented extension points:
   so a new context gets new connections;
 - ``close()`` that closes every pooled connection (urllib3 2's ``PoolManager.clear()`` only
   forgets its pools);
+- the pool key's parts (``build_connection_pool_key_attributes``) remembered per URL
+  beginning and TLS settings, where they cannot change: requests parses the URL, looks for
+  a proxy and asks the file system whether ``verify`` is a directory on every call;
 - after ``os.fork()``, fresh pools in the child: the parent's sockets are left alone (not
   closed, not shared: two processes never write to one TCP stream).
 """
@@ -28,6 +31,7 @@ from urllib3.exceptions import ClosedPoolError, EmptyPoolError
 from urllib3.util.retry import Retry
 
 from . import _forksafe
+from ._environment import host_key
 from ._watchdog import CURRENT, Watchdog
 
 __all__ = ["Transport"]
@@ -115,6 +119,16 @@ class HTTPSConnectionPool(_Pool, connectionpool.HTTPSConnectionPool):
 
 _POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
 
+# requests' own method, as imported: while it is patched, pools are looked up its way.
+_GET_CONNECTION = HTTPAdapter.get_connection_with_tls_context
+# Pool key parts remembered per transport (cleared when full).
+_KEY_PARTS_SIZE = 256
+
+
+def _strings(value: Any) -> bool:
+    """A tuple of str (a client certificate and its key)."""
+    return isinstance(value, tuple) and all(isinstance(part, str) for part in value)
+
 
 def _close_pools(manager: Any) -> None:
     """Close every pool of a urllib3 pool manager (anything else is left to its clear())."""
@@ -180,6 +194,8 @@ class Transport(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """Create the pool manager as requests does, with watched pools."""
+        # Made here: requests' __setstate__ (unpickling) restores only its own attributes.
+        self._rcm_key_parts: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
 
@@ -189,6 +205,61 @@ class Transport(HTTPAdapter):
         if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
         return manager
+
+    def get_connection_with_tls_context(
+        self,
+        request: Any,
+        verify: Any,
+        proxies: Any = None,
+        cert: Any = None,
+    ) -> Any:
+        """Return the pool for ``request``, as requests does.
+
+        Without proxies, the pool key's parts of a URL beginning (``scheme://authority``) and
+        TLS settings seen before are used again, for ``https://`` with ``verify`` True, False
+        or None and for ``http://``. An ``https://`` URL with a CA path is looked up
+        requests' way every time: requests asks the file system whether the path is a
+        directory. For ``http://`` that answer is read once (if the path later turns into a
+        directory, requests would key a new pool; urllib3 makes HTTP pools without TLS
+        settings, so both pools behave alike). The pool manager still finds (or makes) the
+        pool, so its least-recently-used order and its pools are those of plain requests.
+        """
+        key = self._key_parts_key(request, verify, proxies, cert)
+        parts = None if key is None else self._rcm_key_parts.get(key)
+        if parts is None:
+            if key is None:
+                return super().get_connection_with_tls_context(request, verify, proxies, cert)
+            try:
+                parts = self.build_connection_pool_key_attributes(request, verify, cert)
+            except ValueError:  # requests' way words the InvalidURL
+                return super().get_connection_with_tls_context(request, verify, proxies, cert)
+            if len(self._rcm_key_parts) >= _KEY_PARTS_SIZE:
+                self._rcm_key_parts.clear()
+            self._rcm_key_parts[key] = parts
+        host_params, pool_kwargs = parts
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=dict(pool_kwargs))
+
+    def _key_parts_key(
+        self, request: Any, verify: Any, proxies: Any, cert: Any
+    ) -> Optional[tuple[Any, ...]]:
+        """What the pool key's parts depend on, or None: look them up requests' way."""
+        url = request.url
+        if (
+            proxies
+            or HTTPAdapter.get_connection_with_tls_context is not _GET_CONNECTION
+            or not isinstance(url, str)
+        ):
+            return None
+        if not isinstance(verify, (bool, type(None))) and url[:5].lower() != "http:":
+            return None  # a CA path for https: requests asks the file system each time
+        prefix = host_key(url)
+        if not isinstance(prefix, str):
+            return None
+        if not (cert is None or isinstance(cert, str) or _strings(cert)):
+            return None
+        watch = CURRENT.get()
+        context = None if watch is None else watch.ssl_context
+        return (prefix, verify, cert, context)
 
     def build_connection_pool_key_attributes(
         self, request: Any, verify: Union[bool, str], cert: Any = None

@@ -1,0 +1,178 @@
+"""The transport's pool lookup (speed): requests' pools, without re-deriving their keys.
+
+``Transport.get_connection_with_tls_context`` remembers the pool key's parts per URL
+beginning and TLS settings; every answer here is compared with requests' own method run on
+the same adapter, which must hand back the very same pool object.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from requests.exceptions import InvalidURL
+
+from requests_connection_manager import _transport
+from requests_connection_manager._transport import Transport
+
+pytestmark = pytest.mark.timeout(30)
+
+_REQUESTS_WAY = HTTPAdapter.get_connection_with_tls_context
+
+
+def _prepared(url: str) -> requests.PreparedRequest:
+    return requests.Request("GET", url).prepare()
+
+
+URLS = [
+    "http://127.0.0.1:8080/a",
+    "http://127.0.0.1:8080/b?x=1",
+    "http://user:pw@127.0.0.1:8080/c",
+    "HTTP://LOCALHOST:8080/d",
+    "http://localhost/e",
+    "http://[::1]:8081/f",
+    "https://127.0.0.1:8443/g",
+    "https://example.test/h",
+    "http://xn--bcher-kva.example/i",
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+@pytest.mark.parametrize("verify", [True, False, None])
+@pytest.mark.parametrize("cert", [None, "client.pem", ("client.pem", "client.key")])
+def test_the_pool_is_the_one_requests_finds(url: str, verify: Any, cert: Any) -> None:
+    """Twice (the second from memory): the very pool requests' own method returns."""
+    adapter = Transport()
+    try:
+        request = _prepared(url)
+        first = adapter.get_connection_with_tls_context(request, verify, {}, cert)
+        again = adapter.get_connection_with_tls_context(request, verify, None, cert)
+        theirs = _REQUESTS_WAY(adapter, request, verify, None, cert)
+        assert first is again is theirs
+        assert adapter._rcm_key_parts  # remembered
+    finally:
+        adapter.close()
+
+
+def test_least_recently_used_pools_are_those_of_requests() -> None:
+    """Two pools kept, three hosts in turn: each lookup gets a live pool, evicted ones closed."""
+    adapter = Transport(pool_connections=2)
+    try:
+        hosts = [_prepared(f"http://127.0.0.{n}:8080/") for n in (1, 2, 3)]
+        seen = []
+        for _ in range(3):
+            for request in hosts:
+                pool = adapter.get_connection_with_tls_context(request, True, {}, None)
+                assert pool.pool is not None  # never a pool the manager evicted and closed
+                assert pool.host == request.url.split("/")[2].split(":")[0]
+                seen.append(pool)
+            assert len(adapter.poolmanager.pools) == 2
+        # Each lookup of a host evicted since is a new pool, as with requests.
+        assert len({id(pool) for pool in seen}) == 9
+        request = hosts[2]
+        pool = adapter.get_connection_with_tls_context(request, True, {}, None)
+        assert pool is _REQUESTS_WAY(adapter, request, True, None, None)  # the LRU was touched
+    finally:
+        adapter.close()
+
+
+def test_a_ca_path_for_https_is_asked_of_the_file_system_every_time(tmp_path: Any) -> None:
+    """verify= a path that becomes a directory: the next pool has ca_cert_dir, as requests'."""
+    adapter = Transport()
+    path = str(tmp_path / "ca")
+    try:
+        request = _prepared("https://127.0.0.1:8443/")
+        with open(path, "w") as file:
+            file.write("not read here")
+        as_file = adapter.get_connection_with_tls_context(request, path, {}, None)
+        assert as_file.ca_certs == path
+        os.remove(path)
+        os.mkdir(path)
+        as_dir = adapter.get_connection_with_tls_context(request, path, {}, None)
+        assert as_dir.ca_cert_dir == path
+        assert as_dir is _REQUESTS_WAY(adapter, request, path, None, None)
+        assert not adapter._rcm_key_parts  # never remembered
+    finally:
+        adapter.close()
+
+
+def test_a_ca_path_for_http_is_remembered(tmp_path: Any) -> None:
+    """For http:// the path's kind is read once: urllib3 makes HTTP pools without TLS settings."""
+    adapter = Transport()
+    path = str(tmp_path)
+    try:
+        request = _prepared("http://127.0.0.1:8080/")
+        pool = adapter.get_connection_with_tls_context(request, path, {}, None)
+        assert pool is _REQUESTS_WAY(adapter, request, path, None, None)
+        assert adapter.get_connection_with_tls_context(request, path, {}, None) is pool
+        assert len(adapter._rcm_key_parts) == 1
+        assert not hasattr(pool, "ca_cert_dir")  # an HTTP pool has no TLS settings
+    finally:
+        adapter.close()
+
+
+def test_proxies_are_looked_up_requests_way() -> None:
+    """A proxy for the URL: the proxy manager's pool, as requests gives it; nothing remembered."""
+    adapter = Transport()
+    try:
+        request = _prepared("http://127.0.0.1:8080/")
+        proxies = {"http": "http://127.0.0.1:3128"}
+        pool = adapter.get_connection_with_tls_context(request, True, proxies, None)
+        assert pool is _REQUESTS_WAY(adapter, request, True, proxies, None)
+        assert pool.proxy is not None
+        assert not adapter._rcm_key_parts
+    finally:
+        adapter.close()
+
+
+def test_an_invalid_port_raises_requests_invalid_url() -> None:
+    """A port out of range: requests' InvalidURL, with the request, both times."""
+    adapter = Transport()
+    try:
+        request = requests.PreparedRequest()
+        request.prepare_method("GET")
+        request.url = "http://127.0.0.1:99999/"
+        for _ in range(2):
+            with pytest.raises(InvalidURL) as ours:
+                adapter.get_connection_with_tls_context(request, True, {}, None)
+            with pytest.raises(InvalidURL) as theirs:
+                _REQUESTS_WAY(adapter, request, True, None, None)
+            assert str(ours.value) == str(theirs.value)
+            assert ours.value.request is request
+    finally:
+        adapter.close()
+
+
+def test_a_patched_lookup_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While requests' method is patched (a test double, instrumentation), it decides."""
+    calls: list[str] = []
+
+    def patched(self: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(request.url)
+        return _REQUESTS_WAY(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(HTTPAdapter, "get_connection_with_tls_context", patched)
+    adapter = Transport()
+    try:
+        request = _prepared("http://127.0.0.1:8080/")
+        for _ in range(2):
+            adapter.get_connection_with_tls_context(request, True, {}, None)
+        assert calls == [request.url] * 2
+    finally:
+        adapter.close()
+
+
+def test_the_memory_stays_bounded() -> None:
+    """More URL beginnings than it keeps: it starts again, and answers stay right."""
+    adapter = Transport(pool_connections=4)
+    try:
+        for n in range(_transport._KEY_PARTS_SIZE + 40):
+            request = _prepared(f"http://127.0.0.1:{1000 + n}/")
+            pool = adapter.get_connection_with_tls_context(request, True, {}, None)
+            assert pool.port == 1000 + n
+            assert len(adapter._rcm_key_parts) <= _transport._KEY_PARTS_SIZE
+    finally:
+        adapter.close()
