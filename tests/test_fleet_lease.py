@@ -283,7 +283,9 @@ def test_unused_permits_go_back_after_the_lease(
     app: AppServer, fleet_redis: FleetRedis, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A manager that stops mid-lease gives its unused permits back; another can use them."""
-    monkeypatch.setattr(_shared_limiter, "LEASE_SECONDS", 0.3)
+    # Leases of 2 s: long enough that a slow first call (a cold cluster client on a loaded
+    # machine) still sizes the next lease above one permit, short enough to wait for.
+    monkeypatch.setattr(_shared_limiter, "LEASE_SECONDS", 2.0)
     app.ok("/x")
     quota: dict[str, Any] = {
         "redis_url": fleet_redis.url,
@@ -304,8 +306,8 @@ def test_unused_permits_go_back_after_the_lease(
                 scores = [score for _, score in client.zrange(key, 0, -1, withscores=True)]
             finally:
                 client.close()
-            assert max(scores) - min(scores) >= 300
-        assert wait_until(lambda: _used(fleet_redis, key, strategy) == 2, seconds=10)
+            assert max(scores) - min(scores) >= 2000
+        assert wait_until(lambda: _used(fleet_redis, key, strategy) == 2, seconds=15)
         made = 0
         for _ in range(100):
             try:
@@ -393,9 +395,12 @@ def test_children_forked_from_one_manager_never_share_permit_ids(
 
 
 def test_a_closing_manager_gives_back_a_lease_of_a_forgotten_host(
-    app: AppServer, fleet_redis: FleetRedis
+    app: AppServer, fleet_redis: FleetRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The host table is cleared before the link closes: the lease is still given back."""
+    # Long leases: a first call slower than a lease (a cold cluster client on a loaded
+    # machine) would size the next lease at one permit.
+    monkeypatch.setattr(_shared_limiter, "LEASE_SECONDS", 30.0)
     app.ok("/x")
     key = _key(fleet_redis, app, "sliding-window", 64, 3600)
     cm = ConnectionManager(
