@@ -366,8 +366,6 @@ class SharedLink:
             self._pid = os.getpid()
             self.live = False
             self.epoch += 1
-            self._holding = set()
-            self._new_ids()
             self._subscriber = Subscriber(self)
             self._ticker = Ticker(self)
         if not self._closed:

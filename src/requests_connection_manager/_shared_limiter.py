@@ -176,7 +176,7 @@ class SharedLimiter:
         if not link.usable():  # local state; a give-back has nothing to give back to
             return self._local.try_acquire() if wanted else 0.0
         started = self._clock()
-        lease_id = link.unique() if self._sliding else ""
+        lease_id = link.unique() if self._sliding and wanted else ""
         reply = link.run(self._script, [self._key], self._args(wanted, lease_id, back))
         if not wanted:
             return 0.0
