@@ -34,6 +34,21 @@ def wait_until(condition: Callable[[], bool], seconds: float = 2.0) -> bool:
     return True
 
 
+def hour_quota(redis_url: str, strategy: str) -> dict[str, Any]:
+    """Manager keywords: a shared quota of 64 an hour that fails fast (``max_wait`` 0).
+
+    An hour: a fixed window's edge, aligned to Redis's clock, is not crossed mid-test.
+    """
+    return {
+        "redis_url": redis_url,
+        "max_retries": 0,
+        "rate_limit_requests": 64,
+        "rate_limit_period": 3600,
+        "rate_limit_strategy": strategy,
+        "rate_limit_max_wait": 0,
+    }
+
+
 def breaker_state(cm: Any, url: str) -> str:
     """The breaker state the manager ``cm`` holds for ``url``'s host."""
     key = "http://" + url.split("/")[2]

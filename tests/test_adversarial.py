@@ -37,7 +37,7 @@ from tests import faults as f
 from tests.bounded import start_bounded
 from tests.fakes import FakeClock
 from tests.faults import FaultServer
-from tests.redisfleet import wait_until
+from tests.redisfleet import hour_quota, wait_until
 from tests.redisserver import RedisServer
 from tests.servers import AppServer, free_port
 from tests.slowproxy import SlowProxy
@@ -1276,14 +1276,9 @@ def test_threads_of_two_managers_share_leases_without_one_extra_permit(
             if isinstance(event, SharedStateChanged) and not event.healthy:
                 outages.append(event)
 
-        quota: dict[str, Any] = {
-            "redis_url": redis_server.url,
+        quota = {
+            **hour_quota(redis_server.url, strategy),
             "redis_prefix": f"race{run}",
-            "max_retries": 0,
-            "rate_limit_requests": 64,
-            "rate_limit_period": 3600,
-            "rate_limit_strategy": strategy,
-            "rate_limit_max_wait": 0,
             "on_event": on_event,
         }
         served: list[int] = []
@@ -1311,14 +1306,7 @@ def test_a_closing_manager_gives_its_leased_permits_back(
 ) -> None:
     """A worker recycled mid-lease does not keep its unused permits from the others."""
     app.ok("/x")
-    quota: dict[str, Any] = {
-        "redis_url": redis_server.url,
-        "max_retries": 0,
-        "rate_limit_requests": 64,
-        "rate_limit_period": 3600,
-        "rate_limit_strategy": "sliding-window",
-        "rate_limit_max_wait": 0,
-    }
+    quota = hour_quota(redis_server.url, "sliding-window")
     with ConnectionManager(**quota) as one:
         one.get(app.url("/x"))
         one.get(app.url("/x"))  # a lease of up to 4: two used

@@ -18,7 +18,7 @@ from requests_connection_manager import ConnectionManager, RateLimitExceeded, _s
 from requests_connection_manager._fleet_scripts import HostKeys
 from requests_connection_manager._shared_limiter import MAX_LEASE, SharedLimiter
 from requests_connection_manager.config import RateLimitConfig
-from tests.redisfleet import FleetRedis, wait_until
+from tests.redisfleet import FleetRedis, hour_quota, wait_until
 from tests.servers import AppServer
 
 pytest_plugins = ["tests.conftest_redis"]
@@ -250,14 +250,7 @@ def test_two_managers_with_leases_use_exactly_the_limit(
 ) -> None:
     """Two managers (as two processes) take turns until both are refused: 64 calls, not one more."""
     app.ok("/x")
-    quota: dict[str, Any] = {
-        "redis_url": fleet_redis.url,
-        "max_retries": 0,
-        "rate_limit_requests": 64,
-        "rate_limit_period": 3600,  # a fixed window's edge is an hour away, not a minute
-        "rate_limit_strategy": strategy,
-        "rate_limit_max_wait": 0,
-    }
+    quota = hour_quota(fleet_redis.url, strategy)
     made = 0
     with ConnectionManager(**quota) as one, ConnectionManager(**quota) as two:
         refused = {id(one): False, id(two): False}
@@ -287,14 +280,7 @@ def test_unused_permits_go_back_after_the_lease(
     # machine) still sizes the next lease above one permit, short enough to wait for.
     monkeypatch.setattr(_shared_limiter, "LEASE_SECONDS", 2.0)
     app.ok("/x")
-    quota: dict[str, Any] = {
-        "redis_url": fleet_redis.url,
-        "max_retries": 0,
-        "rate_limit_requests": 64,
-        "rate_limit_period": 3600,  # a fixed window's edge is an hour away, not a minute
-        "rate_limit_strategy": strategy,
-        "rate_limit_max_wait": 0,
-    }
+    quota = hour_quota(fleet_redis.url, strategy)
     key = _key(fleet_redis, app, strategy, 64, 3600)
     with ConnectionManager(**quota) as one, ConnectionManager(**quota) as two:
         one.get(app.url("/x"))
@@ -363,14 +349,7 @@ def test_children_forked_from_one_manager_never_share_permit_ids(
     """
     app.ok("/x")
     url = app.url("/x")
-    with ConnectionManager(
-        redis_url=fleet_redis.url,
-        max_retries=0,
-        rate_limit_requests=64,
-        rate_limit_period=3600,
-        rate_limit_strategy="sliding-window",
-        rate_limit_max_wait=0,
-    ) as cm:
+    with ConnectionManager(**hour_quota(fleet_redis.url, "sliding-window")) as cm:
         for calls in (30, 100):  # the first child spends 30, the second all that is left
             with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock"
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -403,13 +382,7 @@ def test_a_closing_manager_gives_back_a_lease_of_a_forgotten_host(
     monkeypatch.setattr(_shared_limiter, "LEASE_SECONDS", 30.0)
     app.ok("/x")
     key = _key(fleet_redis, app, "sliding-window", 64, 3600)
-    cm = ConnectionManager(
-        redis_url=fleet_redis.url,
-        max_retries=0,
-        rate_limit_requests=64,
-        rate_limit_period=3600,
-        rate_limit_strategy="sliding-window",
-    )
+    cm = ConnectionManager(**hour_quota(fleet_redis.url, "sliding-window"))
     try:
         cm.get(app.url("/x"))
         cm.get(app.url("/x"))  # a lease of 4, two used
