@@ -1369,3 +1369,35 @@ def test_urls_that_share_a_beginning_get_requests_pools() -> None:
                 assert ours is requests_way(adapter, request, True, None, None), url
     finally:
         adapter.close()
+
+
+def test_ctrl_c_while_giving_leases_back_still_stops_the_fleet_threads(
+    app: AppServer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KeyboardInterrupt during close's give-back propagates; the link's threads stop anyway."""
+    from requests_connection_manager import _shared_limiter
+
+    monkeypatch.setattr(_shared_limiter, "LEASE_SECONDS", 30.0)  # a slow first call still leases
+    app.ok("/x")
+    before = set(threading.enumerate())  # other tests' managers may still have threads
+    cm = ConnectionManager(**hour_quota(redis_server.url, "sliding-window"))
+    cm.get(app.url("/x"))
+    cm.get(app.url("/x"))  # a lease with unused permits: close gives it back
+
+    def fleet_threads() -> list[str]:
+        return [
+            t.name
+            for t in threading.enumerate()
+            if t.name.startswith("rcm-fleet") and t not in before
+        ]
+
+    assert fleet_threads()  # the subscriber and the ticker of this manager
+
+    def interrupted(self: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_shared_limiter.SharedLimiter, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cm.close()
+
+    assert wait_until(lambda: not fleet_threads(), seconds=5), fleet_threads()

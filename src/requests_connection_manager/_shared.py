@@ -384,10 +384,12 @@ class SharedLink:
         """Give back leased permits; stop the threads; close the connection if ours."""
         with self._lock:
             holding, self._holding = list(self._holding), set()
-        for limiter in holding:
-            limiter.close()
-        with self._lock:
-            self._closed = True
-        self._subscriber.stop()
-        self._ticker.stop()
-        self.target.close()
+        try:
+            for limiter in holding:
+                limiter.close()
+        finally:  # interrupted (Ctrl-C) while giving back: the threads stop all the same
+            with self._lock:
+                self._closed = True
+            self._subscriber.stop()
+            self._ticker.stop()
+            self.target.close()
