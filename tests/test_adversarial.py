@@ -1192,7 +1192,7 @@ def test_the_prepared_url_memo_stays_bounded_and_right() -> None:
             url = f"http://h{index % 7}.example/{index}/ä?q={index}"
             ours = cm.session.prepare_request(requests.Request("GET", url))
             assert ours.url == plain.prepare_request(requests.Request("GET", url)).url
-        assert len(_prepare._URLS) <= 1024
+        assert len(cm.session._rcm_prepare_memo.urls) <= _prepare.MEMO_SIZE
 
 
 def test_session_headers_set_to_none_and_odd_mappings_merge_as_requests_does() -> None:

@@ -41,6 +41,13 @@ SETTINGS = [
     pytest.param({"a": "1", "b": None}, {"b": "2", "c": "3"}, id="none-removes"),
     pytest.param(OrderedDict(x="1"), {"x": "2"}, id="ordered"),
     pytest.param(CaseInsensitiveDict({"X": "1"}), CaseInsensitiveDict({"x": "2"}), id="ci"),
+    pytest.param(
+        CaseInsensitiveDict({"A": None, "b": "1"}),
+        CaseInsensitiveDict({"a": "2", "B": "3", "C": None}),
+        id="ci-none-removes",
+    ),
+    pytest.param({b"Bytes": "1"}, CaseInsensitiveDict({"bytes": "2"}), id="bytes-keys"),
+    pytest.param({1: "1"}, {"b": "1"}, id="int-key"),
     pytest.param([("a", "1"), ("a", "2")], {"b": "1"}, id="list-call"),
     pytest.param({"a": "1"}, [("b", "1")], id="list-session"),
     pytest.param("raw=string", {"b": "1"}, id="string"),
@@ -58,8 +65,8 @@ def test_merge_setting_equals_requests(call: Any, session: Any, dict_class: type
         theirs = requests.sessions.merge_setting(  # type: ignore[no-untyped-call]
             call, session, dict_class=dict_class
         )
-    except ValueError as exc:
-        with pytest.raises(ValueError, match=str(exc)):
+    except (ValueError, AttributeError) as exc:
+        with pytest.raises(type(exc), match=str(exc)):
             merge_setting(call, session, dict_class=dict_class)
         return
     ours = merge_setting(call, session, dict_class=dict_class)
@@ -233,4 +240,105 @@ def test_a_patched_prepare_step_is_run(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(requests.PreparedRequest, "prepare_url", patched)
         prepared = cm.session.prepare_request(requests.Request("GET", URL))
     assert seen == [URL]
+    assert prepared.url == URL
+
+
+HEADER_CASES = [
+    pytest.param({"X-A": "1", "x-a": "2"}, id="same-name-two-spellings"),
+    pytest.param({"X-Bytes": b"v", "X-Str": "s"}, id="bytes-value"),
+    pytest.param({b"X-Bytes-Name": "v"}, id="bytes-name"),
+    pytest.param({"X-Bad": "a\r\nInjected: 1"}, id="crlf-value"),
+    pytest.param({"X-Ok": "1", "X-Bad": " leading"}, id="leading-space-after-valid"),
+    pytest.param({"Bad Name": "1"}, id="space-in-name"),
+    pytest.param({"X-Int": 1}, id="int-value"),
+    pytest.param({"X-None": None, "X-B": "b"}, id="none-dropped"),
+    pytest.param({"X-Long": "v" * 5000}, id="long-value"),
+    pytest.param({"User-Agent": "mine", "ACCEPT": "text/plain"}, id="overrides-session"),
+]
+
+
+class _Text(str):
+    """A str subclass: not remembered as valid, checked as requests checks it."""
+
+
+@pytest.mark.parametrize("headers", HEADER_CASES)
+def test_headers_prepared_and_refused_as_requests_does(headers: dict[Any, Any]) -> None:
+    """The same headers in the same order, or the same exception, every time (memo or not)."""
+    with ConnectionManager() as cm, requests.Session() as plain:
+        for _ in range(3):
+            theirs = _outcome(plain, headers)
+            ours = _outcome(cm.session, headers)
+            assert ours == theirs
+
+
+def _outcome(session: requests.Session, headers: dict[Any, Any]) -> Any:
+    try:
+        prepared = session.prepare_request(requests.Request("GET", URL, headers=headers))
+    except Exception as exc:  # the class and message are the answer compared
+        return (type(exc), str(exc))
+    return list(prepared.headers.items()), type(prepared.headers)
+
+
+def test_a_str_subclass_header_is_checked_as_requests_does() -> None:
+    with ConnectionManager() as cm, requests.Session() as plain:
+        good, bad = {"X-Sub": _Text("fine")}, {"X-Sub": _Text("bad\nvalue")}
+        for _ in range(2):
+            assert _outcome(cm.session, good) == _outcome(plain, good)
+            assert _outcome(cm.session, bad) == _outcome(plain, bad)
+        assert _outcome(cm.session, bad)[0] is requests.exceptions.InvalidHeader
+
+
+def test_the_header_memo_is_the_sessions_and_bounded() -> None:
+    """3,000 distinct values: at most MEMO_SIZE remembered, long values never; per session."""
+    from requests_connection_manager import _prepare
+
+    with ConnectionManager() as cm, ConnectionManager() as other:
+        for index in range(3000):
+            cm.session.prepare_request(
+                requests.Request("GET", URL, headers={"X-N": str(index), "X-L": "v" * 600})
+            )
+        valid = cm.session._rcm_prepare_memo.valid_headers
+        assert 0 < len(valid) <= _prepare.MEMO_SIZE
+        assert all(len(value) <= 512 for _, value in valid)
+        assert ("X-N", "2999") in valid
+        assert not other.session._rcm_prepare_memo.valid_headers
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://@api.example.com/",
+        "http://:@api.example.com/",
+        "http://u@api.example.com/",
+        "http://:p@api.example.com/",
+        "http://u%40x:p%3A@api.example.com/",
+        "http://api.example.com/@not-userinfo",
+    ],
+)
+@pytest.mark.parametrize("params", [None, {"q": "1"}])
+def test_credentials_in_the_url_are_used_as_requests_uses_them(url: str, params: Any) -> None:
+    """Without ``auth=``, credentials in the URL make the Authorization header requests makes."""
+    with ConnectionManager() as cm, requests.Session() as plain:
+        cm.session.trust_env = plain.trust_env = False  # no .netrc in the comparison
+        for _ in range(2):
+            ours = cm.session.prepare_request(requests.Request("GET", url, params=params))
+            theirs = plain.prepare_request(requests.Request("GET", url, params=params))
+            assert ours.headers.get("Authorization") == theirs.headers.get("Authorization")
+            assert ours.url == theirs.url
+
+
+@pytest.mark.parametrize("step", ["prepare_headers", "prepare_auth"])
+def test_a_patched_header_or_auth_step_is_run(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = getattr(requests.PreparedRequest, step)
+    seen: list[str] = []
+
+    def patched(self: requests.PreparedRequest, *args: Any) -> None:
+        seen.append(step)
+        original(self, *args)
+
+    with ConnectionManager() as cm:
+        cm.session.prepare_request(requests.Request("GET", URL))  # remembered
+        monkeypatch.setattr(requests.PreparedRequest, step, patched)
+        prepared = cm.session.prepare_request(requests.Request("GET", URL))
+    assert seen == [step]
     assert prepared.url == URL

@@ -8,10 +8,17 @@ CPython 3.11, four to six checks per call. For the mapping types requests itself
 ``items()``": :func:`merge_setting` takes them directly and hands every other value to
 requests' own function. A call without cookies of its own skips building and merging an
 empty cookie jar (a no-op in requests). The ``PreparedRequest`` runs its own steps, in the
-order ``PreparedRequest.prepare`` runs them, with two shortcuts: a URL without params is
-prepared once and remembered (``prepare_url`` is a pure function of the URL), and an empty
-cookie jar writes no ``Cookie`` header without asking ``http.cookiejar``. While one of
-those methods is patched, ``PreparedRequest.prepare`` itself runs.
+order ``PreparedRequest.prepare`` runs them, with four shortcuts, each the same answer:
+
+- a URL without params is prepared once and remembered (``prepare_url`` is a pure function
+  of the URL), with whether it carries credentials (``get_auth_from_url``, which
+  ``prepare_auth`` asks when no ``auth`` is given: without any, it does nothing);
+- a header name and value (both ``str``) that requests' ``check_header_validity`` passed
+  once are not checked again (a pure function of the pair);
+- the merged headers' case-insensitive store is built directly, not key by key;
+- an empty cookie jar writes no ``Cookie`` header without asking ``http.cookiejar``.
+
+While one of those methods is patched, ``PreparedRequest.prepare`` itself runs.
 
 :func:`prepare_request` is used only when ``requests.Session.prepare_request`` is the
 method the session would otherwise run (no class of the session overrides it).
@@ -28,24 +35,50 @@ import requests.sessions
 from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
+from requests.utils import check_header_validity, get_auth_from_url
 
-__all__ = ["merge_setting", "prepare_request"]
+__all__ = ["PrepareMemo", "merge_setting", "prepare_request"]
 
 # Mapping types whose items requests' to_key_val_list takes as they are.
 _PLAIN = frozenset({dict, OrderedDict, CaseInsensitiveDict})
 # Params that add nothing to a URL (requests' Session.request turns None into {}).
 _EMPTY_PARAMS = frozenset({dict, OrderedDict, str, bytes, type(None)})
-# Prepared URLs of URLs without params, per URL; beyond this the memo starts over.
-_URLS: dict[str, str] = {}
-_URLS_SIZE = 1024
+# A memo holds this many URLs and header pairs; beyond, it starts over.
+MEMO_SIZE = 1024
+# A header value longer than this is checked every time (the memo stays small).
+_MEMO_VALUE_CHARS = 512
 # requests' methods, as imported: while one is patched, PreparedRequest.prepare runs.
-_ORIGINAL = (PreparedRequest.prepare, PreparedRequest.prepare_url, PreparedRequest.prepare_cookies)
+_ORIGINAL = (
+    PreparedRequest.prepare,
+    PreparedRequest.prepare_url,
+    PreparedRequest.prepare_headers,
+    PreparedRequest.prepare_cookies,
+    PreparedRequest.prepare_auth,
+)
+_check_header_validity = cast("Callable[[tuple[str, str]], None]", check_header_validity)
+_get_auth_from_url = cast("Callable[[str], tuple[str, str]]", get_auth_from_url)
 
 # requests' functions (untyped in the stubs).
 _requests_merge_setting = cast("Callable[..., Any]", requests.sessions.merge_setting)
 _merge_hooks = cast("Callable[..., Any]", requests.sessions.merge_hooks)
 _merge_cookies = cast("Callable[..., Any]", requests.cookies.merge_cookies)
 _cookiejar_from_dict = cast("Callable[..., Any]", requests.cookies.cookiejar_from_dict)
+
+
+class PrepareMemo:
+    """What one session remembers between calls (it dies with the session).
+
+    Attributes:
+        urls: Per URL without params, the prepared URL and whether it carries
+            credentials.
+        valid_headers: ``str`` header pairs requests' ``check_header_validity`` passed.
+    """
+
+    __slots__ = ("urls", "valid_headers")
+
+    def __init__(self) -> None:
+        self.urls: dict[str, tuple[str, bool]] = {}
+        self.valid_headers: set[tuple[str, str]] = set()
 
 
 def merge_setting(
@@ -67,22 +100,44 @@ def merge_setting(
         return session_setting
     if type(request_setting) not in _PLAIN or type(session_setting) not in _PLAIN:
         return _requests_merge_setting(request_setting, session_setting, dict_class=dict_class)
+    if dict_class is CaseInsensitiveDict:
+        # Its store, as its __setitem__ and __delitem__ would leave it.
+        store: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
+        for key, value in _pairs(session_setting):
+            store[key.lower()] = (key, value)
+        for key, value in _pairs(request_setting):
+            store[key.lower()] = (key, value)
+        for lowered in [lowered for lowered, pair in store.items() if pair[1] is None]:
+            del store[lowered]
+        headers: Any = CaseInsensitiveDict()
+        headers._store = store
+        return headers
     if dict_class not in _PLAIN:
         merged = dict_class(session_setting.items())
         merged.update(request_setting.items())
     else:  # what their constructor and update() do with pairs, without the ABC dispatch
         merged = dict_class()
-        for key, value in session_setting.items():
+        for key, value in _pairs(session_setting):
             merged[key] = value
-        for key, value in request_setting.items():
+        for key, value in _pairs(request_setting):
             merged[key] = value
     for key in [key for key, value in merged.items() if value is None]:
         del merged[key]
     return merged
 
 
+def _pairs(mapping: Any) -> Any:
+    """``mapping.items()``; a ``CaseInsensitiveDict``'s straight from its store (the same)."""
+    if type(mapping) is CaseInsensitiveDict:
+        return mapping._store.values()  # type: ignore[attr-defined]
+    return mapping.items()
+
+
 def prepare_request(
-    session: Any, request: Any, netrc_auth: Callable[[str], Optional[tuple[str, str]]]
+    session: Any,
+    request: Any,
+    netrc_auth: Callable[[str], Optional[tuple[str, str]]],
+    memo: PrepareMemo,
 ) -> PreparedRequest:
     """``requests.Session.prepare_request(session, request)``, with cheaper merges.
 
@@ -90,6 +145,7 @@ def prepare_request(
         session: The ``requests.Session``.
         request: The ``requests.Request``.
         netrc_auth: ``get_netrc_auth`` for the request's URL (a remembered answer).
+        memo: The session's memo.
 
     Returns:
         The prepared request, as requests would prepare it.
@@ -125,11 +181,12 @@ def prepare_request(
         return prepared
     # PreparedRequest.prepare's steps, in its order.
     prepared.prepare_method(request.method.upper())
-    _prepare_url(prepared, url, params)
-    prepared.prepare_headers(headers)
+    url_has_auth = _prepare_url(prepared, url, params, memo.urls)
+    _prepare_headers(prepared, headers, memo.valid_headers)
     _prepare_cookies(prepared, merged_cookies)
     prepared.prepare_body(request.data, request.files, request.json)
-    prepared.prepare_auth(auth, url)
+    if auth is not None or url_has_auth:
+        prepared.prepare_auth(auth, url)
     prepared.prepare_hooks(hooks)
     return prepared
 
@@ -138,27 +195,66 @@ def _unpatched() -> bool:
     return (
         PreparedRequest.prepare is _ORIGINAL[0]
         and PreparedRequest.prepare_url is _ORIGINAL[1]
-        and PreparedRequest.prepare_cookies is _ORIGINAL[2]
+        and PreparedRequest.prepare_headers is _ORIGINAL[2]
+        and PreparedRequest.prepare_cookies is _ORIGINAL[3]
+        and PreparedRequest.prepare_auth is _ORIGINAL[4]
     )
 
 
-def _prepare_url(prepared: PreparedRequest, url: Any, params: Any) -> None:
+def _prepare_url(
+    prepared: PreparedRequest, url: Any, params: Any, urls: dict[str, tuple[str, bool]]
+) -> bool:
     """``prepared.prepare_url(url, params)``; without params, a URL seen before is not parsed.
 
     ``prepare_url`` is a pure function of its arguments (parse, IDNA-encode the host,
-    re-quote); its result for a URL without params is remembered, per URL string.
+    re-quote); its result for a URL without params is remembered, per URL string, with
+    whether requests' ``get_auth_from_url`` finds credentials in it.
+
+    Returns:
+        False when the prepared URL is known to carry no credentials.
     """
     if not isinstance(url, str) or params or type(params) not in _EMPTY_PARAMS:
         prepared.prepare_url(url, params)
-        return
-    found = _URLS.get(url)
+        return True
+    found = urls.get(url)
     if found is not None:
-        prepared.url = found
-        return
+        prepared.url, has_auth = found
+        return has_auth
     prepared.prepare_url(url, params)
-    if len(_URLS) >= _URLS_SIZE:
-        _URLS.clear()
-    _URLS[url] = cast(str, prepared.url)
+    prepared_url = cast(str, prepared.url)
+    has_auth = any(_get_auth_from_url(prepared_url))
+    if len(urls) >= MEMO_SIZE:
+        urls.clear()
+    urls[url] = (prepared_url, has_auth)
+    return has_auth
+
+
+def _prepare_headers(prepared: PreparedRequest, headers: Any, valid: set[tuple[str, str]]) -> None:
+    """``prepared.prepare_headers(headers)``, checking a ``str`` pair seen valid only once.
+
+    The result is requests' (a ``CaseInsensitiveDict`` of the same pairs in the same
+    order); anything but ``str`` names and values goes through requests' method, which
+    also raises requests' ``InvalidHeader`` for the first invalid pair, as it would.
+    """
+    if type(headers) is CaseInsensitiveDict:
+        store: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        for pair in headers._store.values():  # type: ignore[attr-defined]
+            name, value = pair
+            if type(name) is not str or type(value) is not str:
+                break
+            if pair not in valid:
+                _check_header_validity(pair)
+                if len(value) <= _MEMO_VALUE_CHARS:
+                    if len(valid) >= MEMO_SIZE:
+                        valid.clear()
+                    valid.add(pair)
+            store[name.lower()] = pair
+        else:
+            result: Any = CaseInsensitiveDict()
+            result._store = store
+            prepared.headers = result
+            return
+    prepared.prepare_headers(headers)
 
 
 def _prepare_cookies(prepared: PreparedRequest, jar: RequestsCookieJar) -> None:

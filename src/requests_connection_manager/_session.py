@@ -44,7 +44,7 @@ from ._engine import build_engine
 from ._environment import Environment
 from ._exchange import CALL, CallScope
 from ._pipeline import ResilientAdapter
-from ._prepare import prepare_request
+from ._prepare import PrepareMemo, prepare_request
 from ._redaction import AllValues, Secrets
 from .exceptions import ConnectionManagerError
 from .plugins import ErrorContext, RequestContext, ResponseContext
@@ -319,6 +319,7 @@ class ConnectionManagerMixin:
 
     def _rcm_setup(self) -> None:
         self._rcm_environment = Environment()
+        self._rcm_prepare_memo = PrepareMemo()
         self._rcm_calls = 0
         self._rcm_lock = threading.Lock()
         _forksafe.register(self)
@@ -448,7 +449,9 @@ class ConnectionManagerMixin:
                 # requests looks .netrc up on disk for every request; the environment
                 # keeps the answer until the file or the environment changes.
                 environment.refresh()
-            prepared = prepare_request(session, request, environment.netrc_auth)
+            prepared = prepare_request(
+                session, request, environment.netrc_auth, self._rcm_prepare_memo
+            )
         else:
             prepared = super().prepare_request(request)  # type: ignore[misc]
         headers = self._rcm_engine.settings.credential_headers(
