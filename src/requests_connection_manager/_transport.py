@@ -15,6 +15,7 @@ through urllib3's and requests' documented extension points:
 - the pool key's parts (``build_connection_pool_key_attributes``) remembered per URL
   beginning and TLS settings, where they cannot change: requests parses the URL, looks for
   a proxy and asks the file system whether ``verify`` is a directory on every call;
+- ``build_response`` as requests builds it, cheaper (:mod:`._response`);
 - after ``os.fork()``, fresh pools in the child: the parent's sockets are left alone (not
   closed, not shared: two processes never write to one TCP stream).
 """
@@ -32,6 +33,7 @@ from urllib3.util.retry import Retry
 
 from . import _forksafe
 from ._environment import host_key
+from ._response import build_response
 from ._watchdog import CURRENT, Watchdog
 
 __all__ = ["Transport"]
@@ -119,8 +121,9 @@ class HTTPSConnectionPool(_Pool, connectionpool.HTTPSConnectionPool):
 
 _POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
 
-# requests' own method, as imported: while it is patched, pools are looked up its way.
+# requests' own methods, as imported: while one is patched, it runs as requests runs it.
 _GET_CONNECTION = HTTPAdapter.get_connection_with_tls_context
+_BUILD_RESPONSE = HTTPAdapter.build_response
 # Pool key parts remembered per transport (cleared when full).
 _KEY_PARTS_SIZE = 256
 
@@ -260,6 +263,15 @@ class Transport(HTTPAdapter):
         watch = CURRENT.get()
         context = None if watch is None else watch.ssl_context
         return (prefix, verify, cert, context)
+
+    def build_response(self, req: Any, resp: Any) -> Any:
+        """Build the ``requests.Response`` as requests does (:mod:`._response`: cheaper).
+
+        While ``HTTPAdapter.build_response`` is patched, the patched method builds it.
+        """
+        if HTTPAdapter.build_response is not _BUILD_RESPONSE:
+            return super().build_response(req, resp)
+        return build_response(self, req, resp)
 
     def build_connection_pool_key_attributes(
         self, request: Any, verify: Union[bool, str], cert: Any = None
