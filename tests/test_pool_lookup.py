@@ -176,3 +176,72 @@ def test_the_memory_stays_bounded() -> None:
             assert len(adapter._rcm_key_parts) <= _transport._KEY_PARTS_SIZE
     finally:
         adapter.close()
+
+
+PATH_URLS = [
+    "http://127.0.0.1:8080/a/b?x=1&y=%20",
+    "http://127.0.0.1:8080",
+    "http://127.0.0.1:8080//double//slash",
+    "http://127.0.0.1:8080///triple?q",
+    "http://u:p@127.0.0.1:8080/with-user-info#fragment",
+    "https://example.test/%E2%9C%93?a=%2F",
+    "http://[::1]:8081/v6;params?q=1",
+    "http://127.0.0.1:8080/?",
+]
+PROXIES = [
+    pytest.param(None, id="none"),
+    pytest.param({}, id="empty"),
+    pytest.param({"http": "http://proxy.test:3128"}, id="http-proxy"),
+    pytest.param({"all": "socks5://proxy.test:1080"}, id="socks"),
+    pytest.param({"https": "http://proxy.test:3128"}, id="https-proxy"),
+]
+_REQUESTS_REQUEST_URL = HTTPAdapter.request_url
+
+
+@pytest.mark.parametrize("proxies", PROXIES)
+def test_the_request_url_is_requests_own(proxies: Any) -> None:
+    """Twice for every URL (the second from the memo): requests' answer, proxies or not."""
+    transport = Transport()
+    try:
+        for url in [*PATH_URLS, *PATH_URLS]:
+            request = _prepared(url)
+            expected = _REQUESTS_REQUEST_URL(transport, request, proxies)
+            assert transport.request_url(request, proxies) == expected
+    finally:
+        transport.close()
+
+
+def test_a_request_url_changed_on_the_request_is_followed() -> None:
+    transport = Transport()
+    try:
+        request = _prepared("http://127.0.0.1:8080/first")
+        assert transport.request_url(request, {}) == "/first"
+        request.url = "http://127.0.0.1:8080/second?q=1"
+        assert transport.request_url(request, {}) == "/second?q=1"
+        request.url = b"http://127.0.0.1:8080/bytes"  # type: ignore[assignment]
+        with pytest.raises(TypeError) as theirs:  # requests' own: bytes meet str
+            _REQUESTS_REQUEST_URL(transport, request, {})
+        with pytest.raises(TypeError, match=str(theirs.value)):
+            transport.request_url(request, {})
+    finally:
+        transport.close()
+
+
+def test_a_patched_request_url_is_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = Transport()
+    try:
+        request = _prepared("http://127.0.0.1:8080/a")
+        assert transport.request_url(request, None) == "/a"  # remembered
+        monkeypatch.setattr(HTTPAdapter, "request_url", lambda self, req, proxies: "/patched")
+        assert transport.request_url(request, None) == "/patched"
+    finally:
+        transport.close()
+
+
+def test_the_remembered_paths_stay_bounded_and_go_at_close() -> None:
+    transport = Transport()
+    for index in range(3000):
+        transport.request_url(_prepared(f"http://127.0.0.1:8080/{index}"), None)
+    assert 0 < len(transport._rcm_paths) <= _transport._PATHS_SIZE
+    transport.close()
+    assert not transport._rcm_paths

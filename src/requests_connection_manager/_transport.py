@@ -16,6 +16,8 @@ through urllib3's and requests' documented extension points:
   beginning and TLS settings, where they cannot change: requests parses the URL, looks for
   a proxy and asks the file system whether ``verify`` is a directory on every call;
 - ``build_response`` as requests builds it, cheaper (:mod:`._response`);
+- ``request_url`` without proxies remembered per URL (a pure function of the URL there:
+  requests parses it twice to find no proxy in an empty mapping);
 - after ``os.fork()``, fresh pools in the child: the parent's sockets are left alone (not
   closed, not shared: two processes never write to one TCP stream).
 """
@@ -124,8 +126,10 @@ _POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
 # requests' own methods, as imported: while one is patched, it runs as requests runs it.
 _GET_CONNECTION = HTTPAdapter.get_connection_with_tls_context
 _BUILD_RESPONSE = HTTPAdapter.build_response
-# Pool key parts remembered per transport (cleared when full).
+_REQUEST_URL = HTTPAdapter.request_url
+# Pool key parts and request paths remembered per transport (each cleared when full).
 _KEY_PARTS_SIZE = 256
+_PATHS_SIZE = 1024
 
 
 def _strings(value: Any) -> bool:
@@ -199,6 +203,7 @@ class Transport(HTTPAdapter):
         """Create the pool manager as requests does, with watched pools."""
         # Made here: requests' __setstate__ (unpickling) restores only its own attributes.
         self._rcm_key_parts: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._rcm_paths: dict[str, str] = {}
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
 
@@ -264,6 +269,26 @@ class Transport(HTTPAdapter):
         context = None if watch is None else watch.ssl_context
         return (prefix, verify, cert, context)
 
+    def request_url(self, request: Any, proxies: Any) -> str:
+        """The URL urllib3 is asked for, as requests makes it; remembered without proxies.
+
+        Without proxies it depends on the request's URL alone (the path and query, as
+        requests' version of this method writes them), so the answer of requests' method
+        is kept per URL string. With proxies, or while the method is patched, requests'
+        runs every time.
+        """
+        url = request.url
+        if proxies or type(url) is not str or HTTPAdapter.request_url is not _REQUEST_URL:
+            return super().request_url(request, proxies)
+        paths = self._rcm_paths
+        found = paths.get(url)
+        if found is None:
+            found = super().request_url(request, proxies)
+            if len(paths) >= _PATHS_SIZE:
+                paths.clear()
+            paths[url] = found
+        return found
+
     def build_response(self, req: Any, resp: Any) -> Any:
         """Build the ``requests.Response`` as requests does (:mod:`._response`: cheaper).
 
@@ -307,6 +332,7 @@ class Transport(HTTPAdapter):
                 _close_pools(manager)
         finally:
             super().close()
+            self._rcm_paths.clear()  # URLs (user-info and all) do not outlive the manager
             watchdog = self._rcm_watchdog
             if watchdog is not None:
                 watchdog.close()
