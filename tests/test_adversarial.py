@@ -1195,6 +1195,117 @@ def test_the_prepared_url_memo_stays_bounded_and_right() -> None:
         assert len(cm.session._rcm_prepare_memo.urls) <= _prepare.MEMO_SIZE
 
 
+# Functions requests looks up by name where it calls them: a test that replaces one there
+# changes requests' behaviour, and must change the manager's the same way (the cheaper
+# copies of requests' steps stand aside while one is replaced).
+_PATCHED_HELPERS = [
+    pytest.param(
+        "requests.models.check_header_validity",
+        lambda original: lambda header: None,
+        id="lenient-header-check",
+    ),
+    pytest.param(
+        "requests.models.get_auth_from_url",
+        lambda original: lambda url: ("svc", "from-patch"),
+        id="auth-from-url",
+    ),
+    pytest.param(
+        "requests.adapters.get_encoding_from_headers",
+        lambda original: lambda headers: "utf-16",
+        id="encoding",
+    ),
+    pytest.param(
+        "requests.sessions.merge_setting",
+        lambda original: (
+            lambda request, session, dict_class=dict: original(request, session, dict_class)
+        ),
+        id="merge-setting-wrapped",
+    ),
+]
+
+
+@pytest.mark.parametrize(("target", "make"), _PATCHED_HELPERS)
+def test_a_requests_helper_replaced_in_its_module_is_followed(
+    target: str, make: Callable[[Any], Any], monkeypatch: pytest.MonkeyPatch, app: AppServer
+) -> None:
+    """Found in review: the copies used the helpers as imported, not the patched ones."""
+    module_name, name = target.rsplit(".", 1)
+    module = __import__(module_name, fromlist=[name])
+    calls: list[int] = []
+    replacement = make(getattr(module, name))
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return replacement(*args, **kwargs)
+
+    app.ok("/ok")
+    url = app.url("/ok")
+    # A value requests refuses (leading space) unless its check is the lenient one.
+    headers = {"X-Pad": " leading space"} if name == "check_header_validity" else None
+    with ConnectionManager(max_retries=0) as cm, requests.Session() as plain:
+        cm.get(url)  # the memos are warm
+        monkeypatch.setattr(module, name, counted)
+        theirs = plain.get(url, headers=headers)
+        plain_calls = len(calls)
+        ours = cm.get(url, headers=headers)
+        assert len(calls) - plain_calls == plain_calls > 0
+        assert ours.encoding == theirs.encoding
+        assert ours.request.headers.get("Authorization") == theirs.request.headers.get(
+            "Authorization"
+        )
+
+
+def test_a_replaced_cookie_extractor_sees_every_response(
+    monkeypatch: pytest.MonkeyPatch, app: AppServer
+) -> None:
+    import requests.adapters
+
+    seen: list[str] = []
+    original = requests.adapters.extract_cookies_to_jar
+
+    def spy(jar: Any, request: Any, response: Any) -> None:
+        seen.append(request.url)
+        original(jar, request, response)
+
+    app.ok("/ok")
+    with ConnectionManager(max_retries=0) as cm:
+        cm.get(app.url("/ok"))
+        monkeypatch.setattr(requests.adapters, "extract_cookies_to_jar", spy)
+        cm.get(app.url("/ok"))
+    assert seen == [app.url("/ok")]
+
+
+def test_long_header_names_and_urls_are_not_remembered() -> None:
+    """Found in review: only the value's length was capped (60 MB held for 1,000 calls)."""
+    with ConnectionManager() as cm:
+        session = cm.session
+        for index in range(50):
+            session.headers[f"X-{index}-" + "n" * 60_000] = "v"
+            session.prepare_request(
+                requests.Request("GET", f"http://h.example/{index}/" + "p" * 60_000)
+            )
+            del session.headers[f"X-{index}-" + "n" * 60_000]
+        memo = session._rcm_prepare_memo
+        assert sum(len(n) + len(v) for n, v in memo.valid_headers) < 100_000
+        assert sum(len(url) for url in memo.urls) < 100_000
+
+
+class _SaysOtherwise(str):
+    """A URL string whose str() is another URL (requests prepares what str() says)."""
+
+    def __str__(self) -> str:
+        return "http://other.example/"
+
+
+def test_a_str_subclass_url_is_prepared_from_what_str_says() -> None:
+    with ConnectionManager() as cm, requests.Session() as plain:
+        cm.session.prepare_request(requests.Request("GET", "http://h.example/a"))  # remembered
+        url = _SaysOtherwise("http://h.example/a")
+        ours = cm.session.prepare_request(requests.Request("GET", url))
+        theirs = plain.prepare_request(requests.Request("GET", url))
+        assert ours.url == theirs.url == "http://other.example/"
+
+
 def test_session_headers_set_to_none_and_odd_mappings_merge_as_requests_does() -> None:
     """A session header set to None is dropped; a mapping whose items() lie goes to requests."""
 

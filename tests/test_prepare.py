@@ -288,20 +288,37 @@ def test_a_str_subclass_header_is_checked_as_requests_does() -> None:
         assert _outcome(cm.session, bad)[0] is requests.exceptions.InvalidHeader
 
 
-def test_the_header_memo_is_the_sessions_and_bounded() -> None:
-    """3,000 distinct values: at most MEMO_SIZE remembered, long values never; per session."""
+def test_the_header_memo_holds_only_the_sessions_own_plain_headers() -> None:
+    """Per-call headers and credentials are checked every call and never remembered."""
     from requests_connection_manager import _prepare
 
-    with ConnectionManager() as cm, ConnectionManager() as other:
+    with ConnectionManager(api_key="k-secret-1", api_key_header="X-Api-Key") as cm:
+        session = cm.session
+        session.headers["X-Team"] = "blue"
+        session.headers["Authorization"] = "Bearer session-secret"
+        session.headers["X-Long"] = "v" * 600
+        session.headers["x-api-key"] = "k-secret-2"  # the manager's API-key header name
         for index in range(3000):
-            cm.session.prepare_request(
-                requests.Request("GET", URL, headers={"X-N": str(index), "X-L": "v" * 600})
+            session.prepare_request(
+                requests.Request("GET", URL, headers={"X-N": str(index), "Cookie": "c=1"})
             )
-        valid = cm.session._rcm_prepare_memo.valid_headers
+        valid = session._rcm_prepare_memo.valid_headers
+        assert ("X-Team", "blue") in valid
+        assert ("User-Agent", session.headers["User-Agent"]) in valid
+        names = {name.lower() for name, _ in valid}
+        assert not names & {"x-n", "authorization", "cookie", "x-api-key", "x-long"}
         assert 0 < len(valid) <= _prepare.MEMO_SIZE
-        assert all(len(value) <= 512 for _, value in valid)
-        assert ("X-N", "2999") in valid
-        assert not other.session._rcm_prepare_memo.valid_headers
+
+
+def test_the_memos_are_forgotten_when_the_session_closes() -> None:
+    cm = ConnectionManager()
+    cm.session.prepare_request(requests.Request("GET", "http://user:pw@api.example.com/"))
+    memo = cm.session._rcm_prepare_memo
+    assert memo.urls
+    assert memo.valid_headers
+    cm.close()
+    assert not memo.urls
+    assert not memo.valid_headers
 
 
 @pytest.mark.parametrize(

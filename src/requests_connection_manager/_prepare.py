@@ -18,10 +18,17 @@ order ``PreparedRequest.prepare`` runs them, with four shortcuts, each the same 
 - the merged headers' case-insensitive store is built directly, not key by key;
 - an empty cookie jar writes no ``Cookie`` header without asking ``http.cookiejar``.
 
-While one of those methods is patched, ``PreparedRequest.prepare`` itself runs.
+While one of those methods, or a function they look up in ``requests.models``, is
+replaced, ``PreparedRequest.prepare`` itself runs.
 
 :func:`prepare_request` is used only when ``requests.Session.prepare_request`` is the
-method the session would otherwise run (no class of the session overrides it).
+method the session would otherwise run (no class of the session overrides it) and the
+functions it looks up in ``requests.sessions`` are requests' own (:func:`usable`).
+
+The memo remembers a header pair only if it is one of the session's own headers (a
+value the session holds anyway) and not a credential (``Authorization``,
+``Proxy-Authorization``, ``Cookie``, the manager's API-key headers); per-call headers are
+checked on every call, as requests checks them.
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ from http.cookiejar import CookieJar
 from typing import Any, Callable, Optional, cast
 
 import requests.cookies
+import requests.models
 import requests.sessions
 from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
-from requests.utils import check_header_validity, get_auth_from_url
 
-__all__ = ["PrepareMemo", "merge_setting", "prepare_request"]
+from ._originals import Originals
+from ._redaction import SENSITIVE_HEADERS
+
+__all__ = ["PrepareMemo", "merge_setting", "prepare_request", "usable"]
 
 # Mapping types whose items requests' to_key_val_list takes as they are.
 _PLAIN = frozenset({dict, OrderedDict, CaseInsensitiveDict})
@@ -45,18 +55,46 @@ _PLAIN = frozenset({dict, OrderedDict, CaseInsensitiveDict})
 _EMPTY_PARAMS = frozenset({dict, OrderedDict, str, bytes, type(None)})
 # A memo holds this many URLs and header pairs; beyond, it starts over.
 MEMO_SIZE = 1024
-# A header value longer than this is checked every time (the memo stays small).
-_MEMO_VALUE_CHARS = 512
-# requests' methods, as imported: while one is patched, PreparedRequest.prepare runs.
-_ORIGINAL = (
-    PreparedRequest.prepare,
-    PreparedRequest.prepare_url,
-    PreparedRequest.prepare_headers,
-    PreparedRequest.prepare_cookies,
-    PreparedRequest.prepare_auth,
+# A header pair or URL longer than this is never remembered (the memos stay small).
+_MEMO_CHARS = 512
+_MEMO_URL_CHARS = 2048
+# requests' methods, and the functions they and Session.prepare_request look up by name,
+# as imported: while one is replaced, requests' own code runs.
+_METHODS = Originals(
+    PreparedRequest, "prepare", "prepare_url", "prepare_headers", "prepare_cookies", "prepare_auth"
 )
-_check_header_validity = cast("Callable[[tuple[str, str]], None]", check_header_validity)
-_get_auth_from_url = cast("Callable[[str], tuple[str, str]]", get_auth_from_url)
+_MODELS = Originals(
+    requests.models,
+    "check_header_validity",
+    "to_native_string",
+    "get_auth_from_url",
+    "requote_uri",
+    "parse_url",
+    "unicode_is_ascii",
+    "urlunparse",
+    "CaseInsensitiveDict",
+)
+_SESSIONS = Originals(
+    requests.sessions,
+    "merge_setting",
+    "merge_hooks",
+    "merge_cookies",
+    "cookiejar_from_dict",
+    "RequestsCookieJar",
+    "PreparedRequest",
+    "CaseInsensitiveDict",
+)
+# Looked up where requests' code looks them up (the stubs do not list them there).
+_check_header_validity: Callable[[tuple[str, str]], None] = vars(requests.models)[
+    "check_header_validity"
+]
+_get_auth_from_url: Callable[[str], tuple[str, str]] = vars(requests.models)["get_auth_from_url"]
+
+
+def usable() -> bool:
+    """Tell whether the functions ``Session.prepare_request`` looks up are requests' own."""
+    return _SESSIONS.intact()
+
 
 # requests' functions (untyped in the stubs).
 _requests_merge_setting = cast("Callable[..., Any]", requests.sessions.merge_setting)
@@ -79,6 +117,11 @@ class PrepareMemo:
     def __init__(self) -> None:
         self.urls: dict[str, tuple[str, bool]] = {}
         self.valid_headers: set[tuple[str, str]] = set()
+
+    def clear(self) -> None:
+        """Forget everything (the session closed)."""
+        self.urls.clear()
+        self.valid_headers.clear()
 
 
 def merge_setting(
@@ -138,6 +181,7 @@ def prepare_request(
     request: Any,
     netrc_auth: Callable[[str], Optional[tuple[str, str]]],
     memo: PrepareMemo,
+    secret_names: frozenset[str] = frozenset(),
 ) -> PreparedRequest:
     """``requests.Session.prepare_request(session, request)``, with cheaper merges.
 
@@ -146,6 +190,8 @@ def prepare_request(
         request: The ``requests.Request``.
         netrc_auth: ``get_netrc_auth`` for the request's URL (a remembered answer).
         memo: The session's memo.
+        secret_names: Header names (lower-case) whose values are never remembered, beside
+            ``Authorization``, ``Proxy-Authorization`` and ``Cookie``.
 
     Returns:
         The prepared request, as requests would prepare it.
@@ -182,7 +228,7 @@ def prepare_request(
     # PreparedRequest.prepare's steps, in its order.
     prepared.prepare_method(request.method.upper())
     url_has_auth = _prepare_url(prepared, url, params, memo.urls)
-    _prepare_headers(prepared, headers, memo.valid_headers)
+    _prepare_headers(prepared, headers, memo.valid_headers, session.headers, secret_names)
     _prepare_cookies(prepared, merged_cookies)
     prepared.prepare_body(request.data, request.files, request.json)
     if auth is not None or url_has_auth:
@@ -192,13 +238,7 @@ def prepare_request(
 
 
 def _unpatched() -> bool:
-    return (
-        PreparedRequest.prepare is _ORIGINAL[0]
-        and PreparedRequest.prepare_url is _ORIGINAL[1]
-        and PreparedRequest.prepare_headers is _ORIGINAL[2]
-        and PreparedRequest.prepare_cookies is _ORIGINAL[3]
-        and PreparedRequest.prepare_auth is _ORIGINAL[4]
-    )
+    return _METHODS.intact() and _MODELS.intact()
 
 
 def _prepare_url(
@@ -213,8 +253,8 @@ def _prepare_url(
     Returns:
         False when the prepared URL is known to carry no credentials.
     """
-    if not isinstance(url, str) or params or type(params) not in _EMPTY_PARAMS:
-        prepared.prepare_url(url, params)
+    if type(url) is not str or params or type(params) not in _EMPTY_PARAMS:
+        prepared.prepare_url(url, params)  # a str subclass may say otherwise through str()
         return True
     found = urls.get(url)
     if found is not None:
@@ -223,18 +263,26 @@ def _prepare_url(
     prepared.prepare_url(url, params)
     prepared_url = cast(str, prepared.url)
     has_auth = any(_get_auth_from_url(prepared_url))
-    if len(urls) >= MEMO_SIZE:
-        urls.clear()
-    urls[url] = (prepared_url, has_auth)
+    if len(url) <= _MEMO_URL_CHARS:
+        if len(urls) >= MEMO_SIZE:
+            urls.clear()
+        urls[url] = (prepared_url, has_auth)
     return has_auth
 
 
-def _prepare_headers(prepared: PreparedRequest, headers: Any, valid: set[tuple[str, str]]) -> None:
+def _prepare_headers(
+    prepared: PreparedRequest,
+    headers: Any,
+    valid: set[tuple[str, str]],
+    session_headers: Any,
+    secret_names: frozenset[str],
+) -> None:
     """``prepared.prepare_headers(headers)``, checking a ``str`` pair seen valid only once.
 
     The result is requests' (a ``CaseInsensitiveDict`` of the same pairs in the same
     order); anything but ``str`` names and values goes through requests' method, which
-    also raises requests' ``InvalidHeader`` for the first invalid pair, as it would.
+    also raises requests' ``InvalidHeader`` for the first invalid pair, as it would. A
+    pair is remembered only if the session's own headers hold it and it is no credential.
     """
     if type(headers) is CaseInsensitiveDict:
         store: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -242,19 +290,33 @@ def _prepare_headers(prepared: PreparedRequest, headers: Any, valid: set[tuple[s
             name, value = pair
             if type(name) is not str or type(value) is not str:
                 break
+            lowered = name.lower()
             if pair not in valid:
                 _check_header_validity(pair)
-                if len(value) <= _MEMO_VALUE_CHARS:
+                if _rememberable(pair, lowered, session_headers, secret_names):
                     if len(valid) >= MEMO_SIZE:
                         valid.clear()
                     valid.add(pair)
-            store[name.lower()] = pair
+            store[lowered] = pair
         else:
             result: Any = CaseInsensitiveDict()
             result._store = store
             prepared.headers = result
             return
     prepared.prepare_headers(headers)
+
+
+def _rememberable(
+    pair: tuple[str, str], lowered: str, session_headers: Any, secret_names: frozenset[str]
+) -> bool:
+    """A short pair of the session's own headers, and no credential."""
+    if len(pair[0]) + len(pair[1]) > _MEMO_CHARS:
+        return False
+    if lowered in SENSITIVE_HEADERS or lowered in secret_names:
+        return False
+    if type(session_headers) is not CaseInsensitiveDict:
+        return False
+    return bool(session_headers._store.get(lowered) == pair)  # type: ignore[attr-defined]
 
 
 def _prepare_cookies(prepared: PreparedRequest, jar: RequestsCookieJar) -> None:

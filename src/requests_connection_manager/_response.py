@@ -12,26 +12,43 @@ which looks the ``Set-Cookie`` headers up in the ``http.client`` message. Here:
 
 Anything else (another headers type, another message type) goes through requests' own
 functions. :meth:`._transport.Transport.build_response` uses :func:`build_response` while
-``HTTPAdapter.build_response`` is requests' own.
+``HTTPAdapter.build_response`` and the functions it looks up in ``requests.adapters`` are
+requests' own (:func:`usable`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from http.client import HTTPMessage
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
-import requests.cookies
+import requests.adapters
+from requests.adapters import HTTPAdapter
 from requests.models import Response
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers
 from urllib3 import HTTPHeaderDict
 
-__all__ = ["build_response", "extract_cookies"]
+from ._originals import Originals
+
+__all__ = ["build_response", "extract_cookies", "usable"]
 
 _COOKIE_HEADERS = frozenset({"set-cookie", "set-cookie2"})
-_extract_cookies_to_jar = cast("Callable[..., None]", requests.cookies.extract_cookies_to_jar)
-_encoding_of = cast("Callable[[Any], Any]", get_encoding_from_headers)
+# What HTTPAdapter.build_response looks up in requests.adapters, as imported.
+_ADAPTERS = Originals(
+    requests.adapters,
+    "Response",
+    "CaseInsensitiveDict",
+    "get_encoding_from_headers",
+    "extract_cookies_to_jar",
+)
+_METHOD = Originals(HTTPAdapter, "build_response")
+_extract_cookies_to_jar: Callable[..., None] = vars(requests.adapters)["extract_cookies_to_jar"]
+_encoding_of: Callable[[Any], Any] = vars(requests.adapters)["get_encoding_from_headers"]
+
+
+def usable() -> bool:
+    """Tell whether ``HTTPAdapter.build_response`` and what it looks up are requests' own."""
+    return _METHOD.intact() and _ADAPTERS.intact()
 
 
 def extract_cookies(jar: Any, request: Any, raw: Any) -> None:

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import requests
 import requests.exceptions as rex
 
-from . import _engine, _forksafe, utils
+from . import _engine, _forksafe, _prepare, utils
 from ._admission import closed_error
 from ._boundary import contract_error, contract_errors
 from ._engine import build_engine
@@ -307,8 +307,9 @@ class ConnectionManagerMixin:
             session.verify, session.cert = tls
 
     def close(self) -> None:
-        """Close the session's adapters, and the engine the mixin built."""
+        """Close the session's adapters, and the engine the mixin built; forget the memo."""
         super().close()  # type: ignore[misc]
+        self._rcm_prepare_memo.clear()  # URLs with user-info do not outlive the session
         if getattr(self, "_rcm_owns_engine", False):
             self._rcm_engine.close()
 
@@ -425,7 +426,7 @@ class ConnectionManagerMixin:
         the environment (:mod:`._environment`).
         """
         environment = self._rcm_environment
-        if not environment.usable:
+        if not environment.usable or not _prepare.usable():
             return super().merge_environment_settings(  # type: ignore[misc]
                 url, proxies, stream, verify, cert
             )
@@ -444,13 +445,18 @@ class ConnectionManagerMixin:
             environment.usable
             and self._rcm_requests_prepare
             and requests.Session.prepare_request is _REQUESTS_PREPARE
+            and _prepare.usable()
         ):
             if session.trust_env and not request.auth and not session.auth:
                 # requests looks .netrc up on disk for every request; the environment
                 # keeps the answer until the file or the environment changes.
                 environment.refresh()
             prepared = prepare_request(
-                session, request, environment.netrc_auth, self._rcm_prepare_memo
+                session,
+                request,
+                environment.netrc_auth,
+                self._rcm_prepare_memo,
+                self._rcm_engine.settings.secret_header_names,
             )
         else:
             prepared = super().prepare_request(request)  # type: ignore[misc]

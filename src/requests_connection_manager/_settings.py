@@ -148,6 +148,8 @@ class Settings:
         self.table: EndpointTable[Endpoint] = EndpointTable()
         self._secrets = Secrets()
         self.secret_headers: frozenset[str] = frozenset()
+        #: The same names in lower case.
+        self.secret_header_names: frozenset[str] = frozenset()
         if endpoint_configs is not None:
             if not isinstance(endpoint_configs, dict):
                 raise TypeError(
@@ -213,6 +215,7 @@ class Settings:
             names.add(level.api_key_header)
         self._secrets = Secrets(values)
         self.secret_headers = frozenset(names)
+        self.secret_header_names = frozenset(name.lower() for name in names)
 
     def credential_headers(self, url: str, *, include_global: bool) -> dict[str, str]:
         """Return the credential headers for a request to ``url``.

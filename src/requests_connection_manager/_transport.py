@@ -28,14 +28,18 @@ import ssl
 import threading
 from typing import Any, Optional, Union
 
+import requests.adapters
 from requests.adapters import HTTPAdapter
+from requests.models import PreparedRequest
 from urllib3 import connection, connectionpool
 from urllib3.exceptions import ClosedPoolError, EmptyPoolError
 from urllib3.util.retry import Retry
 
 from . import _forksafe
 from ._environment import host_key
+from ._originals import Originals
 from ._response import build_response
+from ._response import usable as response_usable
 from ._watchdog import CURRENT, Watchdog
 
 __all__ = ["Transport"]
@@ -125,11 +129,14 @@ _POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
 
 # requests' own methods, as imported: while one is patched, it runs as requests runs it.
 _GET_CONNECTION = HTTPAdapter.get_connection_with_tls_context
-_BUILD_RESPONSE = HTTPAdapter.build_response
-_REQUEST_URL = HTTPAdapter.request_url
+# What HTTPAdapter.request_url relies on, as imported: while one is replaced, it runs.
+_REQUEST_URL = Originals(HTTPAdapter, "request_url")
+_REQUEST_URL_NAMES = Originals(requests.adapters, "select_proxy", "urlparse", "urldefragauth")
+_PATH_URL = Originals(PreparedRequest, "path_url")
 # Pool key parts and request paths remembered per transport (each cleared when full).
 _KEY_PARTS_SIZE = 256
 _PATHS_SIZE = 1024
+_PATH_URL_CHARS = 2048
 
 
 def _strings(value: Any) -> bool:
@@ -278,23 +285,31 @@ class Transport(HTTPAdapter):
         runs every time.
         """
         url = request.url
-        if proxies or type(url) is not str or HTTPAdapter.request_url is not _REQUEST_URL:
+        if (
+            proxies
+            or type(url) is not str
+            or not _REQUEST_URL.intact()
+            or not _REQUEST_URL_NAMES.intact()
+            or not _PATH_URL.intact()
+        ):
             return super().request_url(request, proxies)
         paths = self._rcm_paths
         found = paths.get(url)
         if found is None:
             found = super().request_url(request, proxies)
-            if len(paths) >= _PATHS_SIZE:
-                paths.clear()
-            paths[url] = found
+            if len(url) <= _PATH_URL_CHARS:
+                if len(paths) >= _PATHS_SIZE:
+                    paths.clear()
+                paths[url] = found
         return found
 
     def build_response(self, req: Any, resp: Any) -> Any:
         """Build the ``requests.Response`` as requests does (:mod:`._response`: cheaper).
 
-        While ``HTTPAdapter.build_response`` is patched, the patched method builds it.
+        While ``HTTPAdapter.build_response``, or a function it looks up in
+        ``requests.adapters``, is replaced, requests' method builds it.
         """
-        if HTTPAdapter.build_response is not _BUILD_RESPONSE:
+        if not response_usable():
             return super().build_response(req, resp)
         return build_response(self, req, resp)
 
