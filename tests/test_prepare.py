@@ -359,3 +359,25 @@ def test_a_patched_header_or_auth_step_is_run(step: str, monkeypatch: pytest.Mon
         prepared = cm.session.prepare_request(requests.Request("GET", URL))
     assert seen == [step]
     assert prepared.url == URL
+
+
+def test_originals_tell_a_replaced_or_deleted_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests.models
+
+    from requests_connection_manager._originals import Originals
+
+    several = Originals(requests.models, "check_header_validity", "to_native_string")
+    one = Originals(requests.PreparedRequest, "path_url")
+    assert several.intact()
+    assert one.intact()
+    with monkeypatch.context() as patch:
+        patch.setattr(requests.models, "to_native_string", lambda *args: "x")
+        assert not several.intact()
+    assert several.intact()  # put back
+    with monkeypatch.context() as patch:
+        patch.delattr(requests.models, "check_header_validity")
+        assert not several.intact()
+    with monkeypatch.context() as patch:
+        patch.setattr(requests.PreparedRequest, "path_url", property(lambda self: "/x"))
+        assert not one.intact()
+    assert one.intact()

@@ -10,6 +10,7 @@ stand for requests' code only while every name they stand for is still requests'
 
 from __future__ import annotations
 
+import operator
 from types import ModuleType
 from typing import Any, Union
 
@@ -25,18 +26,18 @@ class Originals:
         names: The names the shortcut relies on.
     """
 
-    __slots__ = ("_items", "_module")
+    __slots__ = ("_get", "_owner", "_values")
 
     def __init__(self, module: Union[ModuleType, type], *names: str) -> None:
-        self._module = module
-        self._items: tuple[tuple[str, Any], ...] = tuple(
-            (name, getattr(module, name)) for name in names
-        )
+        self._owner = module
+        # One C call fetches them all; a tuple even for one name (the name twice).
+        self._get = operator.attrgetter(*names, *names[:1])
+        self._values: tuple[Any, ...] = self._get(module)
 
     def intact(self) -> bool:
         """Tell whether every name still holds the object it held at import."""
-        owner = self._module
-        for name, original in self._items:  # noqa: SIM110 - no generator: called per request
-            if getattr(owner, name, None) is not original:
-                return False
-        return True
+        try:
+            # A tuple comparison in C: identical items pass without being asked.
+            return bool(self._get(self._owner) == self._values)
+        except AttributeError:
+            return False  # deleted
