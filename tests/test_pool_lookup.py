@@ -165,6 +165,35 @@ def test_a_patched_lookup_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
         adapter.close()
 
 
+@pytest.mark.parametrize(
+    "target", ["build_connection_pool_key_attributes", "_urllib3_request_context"]
+)
+def test_a_replaced_key_builder_decides_every_time(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool key's parts come from a replaced method or helper, memo or not."""
+    import requests.adapters
+
+    owner: Any = HTTPAdapter if target.startswith("build") else requests.adapters
+    original = getattr(owner, target)
+    calls: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    adapter = Transport()
+    try:
+        request = _prepared("http://127.0.0.1:8080/")
+        adapter.get_connection_with_tls_context(request, True, {}, None)  # remembered
+        monkeypatch.setattr(owner, target, counted)
+        for _ in range(2):
+            adapter.get_connection_with_tls_context(request, True, {}, None)
+        assert len(calls) == 2
+    finally:
+        adapter.close()
+
+
 def test_the_memory_stays_bounded() -> None:
     """More URL beginnings than it keeps: it starts again, and answers stay right."""
     adapter = Transport(pool_connections=4)

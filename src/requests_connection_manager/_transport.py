@@ -128,7 +128,10 @@ class HTTPSConnectionPool(_Pool, connectionpool.HTTPSConnectionPool):
 _POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
 
 # requests' own methods, as imported: while one is patched, it runs as requests runs it.
-_GET_CONNECTION = HTTPAdapter.get_connection_with_tls_context
+_POOL_LOOKUP = Originals(
+    HTTPAdapter, "get_connection_with_tls_context", "build_connection_pool_key_attributes"
+)
+_POOL_LOOKUP_NAMES = Originals(requests.adapters, "_urllib3_request_context")
 # What HTTPAdapter.request_url relies on, as imported: while one is replaced, it runs.
 _REQUEST_URL = Originals(HTTPAdapter, "request_url")
 _REQUEST_URL_NAMES = Originals(requests.adapters, "select_proxy", "urlparse", "urldefragauth")
@@ -261,7 +264,8 @@ class Transport(HTTPAdapter):
         url = request.url
         if (
             proxies
-            or HTTPAdapter.get_connection_with_tls_context is not _GET_CONNECTION
+            or not _POOL_LOOKUP.intact()
+            or not _POOL_LOOKUP_NAMES.intact()
             or not isinstance(url, str)
         ):
             return None
