@@ -366,8 +366,11 @@ def test_originals_tell_a_replaced_or_deleted_name(monkeypatch: pytest.MonkeyPat
 
     from requests_connection_manager._originals import Originals
 
-    several = Originals(requests.models, "check_header_validity", "to_native_string")
-    one = Originals(requests.PreparedRequest, "path_url")
+    several = Originals(
+        (requests.models, "check_header_validity", "to_native_string"),
+        (requests.PreparedRequest, "prepare_url"),
+    )
+    one = Originals((requests.PreparedRequest, "path_url"))
     assert several.intact()
     assert one.intact()
     with monkeypatch.context() as patch:

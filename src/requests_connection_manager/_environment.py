@@ -36,6 +36,7 @@ import requests.sessions
 import requests.utils
 from requests.utils import NETRC_FILES
 
+from ._originals import Originals
 from ._prepare import merge_setting
 
 __all__ = ["Environment", "host_key"]
@@ -49,25 +50,10 @@ _AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 
 
 # requests' own functions, as imported: while one is patched, nothing is remembered.
-_LOOKED_UP = (
-    (requests.sessions, "get_environ_proxies"),
-    (requests.sessions, "get_netrc_auth"),
-    (requests.utils, "should_bypass_proxies"),
-    (requests.utils, "proxy_bypass"),
-    (requests.utils, "getproxies"),
+_LOOKED_UP = Originals(
+    (requests.sessions, "get_environ_proxies", "get_netrc_auth"),
+    (requests.utils, "should_bypass_proxies", "proxy_bypass", "getproxies"),
 )
-_ORIGINAL = tuple(getattr(module, name) for module, name in _LOOKED_UP)
-_UTILS: Any = requests.utils  # some of its names are not in the stubs
-
-
-def _unpatched() -> bool:
-    return (
-        requests.sessions.get_environ_proxies is _ORIGINAL[0]
-        and requests.sessions.get_netrc_auth is _ORIGINAL[1]
-        and _UTILS.should_bypass_proxies is _ORIGINAL[2]
-        and _UTILS.proxy_bypass is _ORIGINAL[3]
-        and _UTILS.getproxies is _ORIGINAL[4]
-    )
 
 
 def host_key(url: Any) -> Any:
@@ -165,7 +151,7 @@ class Environment:
     def proxies(self, url: str, no_proxy: Optional[str]) -> dict[str, str]:
         """``get_environ_proxies(url, no_proxy)``, once per host and environment."""
         lookup = requests.sessions.get_environ_proxies
-        if not _unpatched():
+        if not _LOOKED_UP.intact():
             return lookup(url, no_proxy=no_proxy)
         host = host_key(url)
         if host is None:
@@ -182,7 +168,7 @@ class Environment:
         which is what this asks for on every version.
         """
         lookup = requests.sessions.get_netrc_auth
-        if not _unpatched():
+        if not _LOOKED_UP.intact():
             return lookup(url)
         state = None
         for path in self._netrc_paths:

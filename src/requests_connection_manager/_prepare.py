@@ -60,29 +60,38 @@ _MEMO_CHARS = 512
 _MEMO_URL_CHARS = 2048
 # requests' methods, and the functions they and Session.prepare_request look up by name,
 # as imported: while one is replaced, requests' own code runs.
-_METHODS = Originals(
-    PreparedRequest, "prepare", "prepare_url", "prepare_headers", "prepare_cookies", "prepare_auth"
-)
-_MODELS = Originals(
-    requests.models,
-    "check_header_validity",
-    "to_native_string",
-    "get_auth_from_url",
-    "requote_uri",
-    "parse_url",
-    "unicode_is_ascii",
-    "urlunparse",
-    "CaseInsensitiveDict",
+_PREPARED = Originals(
+    (
+        PreparedRequest,
+        "prepare",
+        "prepare_url",
+        "prepare_headers",
+        "prepare_cookies",
+        "prepare_auth",
+    ),
+    (
+        requests.models,
+        "check_header_validity",
+        "to_native_string",
+        "get_auth_from_url",
+        "requote_uri",
+        "parse_url",
+        "unicode_is_ascii",
+        "urlunparse",
+        "CaseInsensitiveDict",
+    ),
 )
 _SESSIONS = Originals(
-    requests.sessions,
-    "merge_setting",
-    "merge_hooks",
-    "merge_cookies",
-    "cookiejar_from_dict",
-    "RequestsCookieJar",
-    "PreparedRequest",
-    "CaseInsensitiveDict",
+    (
+        requests.sessions,
+        "merge_setting",
+        "merge_hooks",
+        "merge_cookies",
+        "cookiejar_from_dict",
+        "RequestsCookieJar",
+        "PreparedRequest",
+        "CaseInsensitiveDict",
+    )
 )
 # Looked up where requests' code looks them up (the stubs do not list them there).
 _check_header_validity: Callable[[tuple[str, str]], None] = vars(requests.models)[
@@ -238,7 +247,7 @@ def prepare_request(
 
 
 def _unpatched() -> bool:
-    return _METHODS.intact() and _MODELS.intact()
+    return _PREPARED.intact()
 
 
 def _prepare_url(

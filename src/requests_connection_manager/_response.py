@@ -33,22 +33,24 @@ from ._originals import Originals
 __all__ = ["build_response", "extract_cookies", "usable"]
 
 _COOKIE_HEADERS = frozenset({"set-cookie", "set-cookie2"})
-# What HTTPAdapter.build_response looks up in requests.adapters, as imported.
-_ADAPTERS = Originals(
-    requests.adapters,
-    "Response",
-    "CaseInsensitiveDict",
-    "get_encoding_from_headers",
-    "extract_cookies_to_jar",
+# HTTPAdapter.build_response and what it looks up in requests.adapters, as imported.
+_BUILD_RESPONSE = Originals(
+    (HTTPAdapter, "build_response"),
+    (
+        requests.adapters,
+        "Response",
+        "CaseInsensitiveDict",
+        "get_encoding_from_headers",
+        "extract_cookies_to_jar",
+    ),
 )
-_METHOD = Originals(HTTPAdapter, "build_response")
 _extract_cookies_to_jar: Callable[..., None] = vars(requests.adapters)["extract_cookies_to_jar"]
 _encoding_of: Callable[[Any], Any] = vars(requests.adapters)["get_encoding_from_headers"]
 
 
 def usable() -> bool:
     """Tell whether ``HTTPAdapter.build_response`` and what it looks up are requests' own."""
-    return _METHOD.intact() and _ADAPTERS.intact()
+    return _BUILD_RESPONSE.intact()
 
 
 def extract_cookies(jar: Any, request: Any, raw: Any) -> None:

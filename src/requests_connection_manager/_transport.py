@@ -127,15 +127,17 @@ class HTTPSConnectionPool(_Pool, connectionpool.HTTPSConnectionPool):
 
 _POOL_CLASSES = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
 
-# requests' own methods, as imported: while one is patched, it runs as requests runs it.
+# requests' own methods and the helpers they look up, as imported: while one is
+# replaced, requests' method runs.
 _POOL_LOOKUP = Originals(
-    HTTPAdapter, "get_connection_with_tls_context", "build_connection_pool_key_attributes"
+    (HTTPAdapter, "get_connection_with_tls_context", "build_connection_pool_key_attributes"),
+    (requests.adapters, "_urllib3_request_context"),
 )
-_POOL_LOOKUP_NAMES = Originals(requests.adapters, "_urllib3_request_context")
-# What HTTPAdapter.request_url relies on, as imported: while one is replaced, it runs.
-_REQUEST_URL = Originals(HTTPAdapter, "request_url")
-_REQUEST_URL_NAMES = Originals(requests.adapters, "select_proxy", "urlparse", "urldefragauth")
-_PATH_URL = Originals(PreparedRequest, "path_url")
+_REQUEST_URL = Originals(
+    (HTTPAdapter, "request_url"),
+    (requests.adapters, "select_proxy", "urlparse", "urldefragauth"),
+    (PreparedRequest, "path_url"),
+)
 # Pool key parts and request paths remembered per transport (each cleared when full).
 _KEY_PARTS_SIZE = 256
 _PATHS_SIZE = 1024
@@ -262,12 +264,7 @@ class Transport(HTTPAdapter):
     ) -> Optional[tuple[Any, ...]]:
         """What the pool key's parts depend on, or None: look them up requests' way."""
         url = request.url
-        if (
-            proxies
-            or not _POOL_LOOKUP.intact()
-            or not _POOL_LOOKUP_NAMES.intact()
-            or not isinstance(url, str)
-        ):
+        if proxies or not _POOL_LOOKUP.intact() or not isinstance(url, str):
             return None
         if not isinstance(verify, (bool, type(None))) and url[:5].lower() != "http:":
             return None  # a CA path for https: requests asks the file system each time
@@ -289,13 +286,7 @@ class Transport(HTTPAdapter):
         runs every time.
         """
         url = request.url
-        if (
-            proxies
-            or type(url) is not str
-            or not _REQUEST_URL.intact()
-            or not _REQUEST_URL_NAMES.intact()
-            or not _PATH_URL.intact()
-        ):
+        if proxies or type(url) is not str or not _REQUEST_URL.intact():
             return super().request_url(request, proxies)
         paths = self._rcm_paths
         found = paths.get(url)
