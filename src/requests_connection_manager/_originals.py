@@ -3,10 +3,9 @@
 requests looks its helpers up by name in the module that calls them (``requests.models``,
 ``requests.adapters``) on every call, so a test or a tweak may replace one there
 (``mock.patch("requests.models.check_header_validity")``). The library's cheaper copies of
-requests' steps (:mod:`._prepare`, :mod:`._response`, :mod:`._environment`, the transport's
-remembered answers)
-stand for requests' code only while every name they stand for is still requests' own;
-:class:`Originals` tells, at call time, whether that holds.
+requests' steps (:mod:`._prepare`, :mod:`._response`, :mod:`._environment`, the
+transport's remembered answers) stand for requests' code only while every name they stand
+for is still requests' own; :class:`Originals` tells, at call time, whether that holds.
 """
 
 from __future__ import annotations
