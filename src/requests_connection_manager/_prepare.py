@@ -47,7 +47,7 @@ from requests.structures import CaseInsensitiveDict
 from ._originals import Originals
 from ._redaction import SENSITIVE_HEADERS
 
-__all__ = ["PrepareMemo", "merge_setting", "prepare_request", "usable"]
+__all__ = ["PrepareMemo", "case_insensitive", "merge_setting", "prepare_request", "usable"]
 
 # Mapping types whose items requests' to_key_val_list takes as they are.
 _PLAIN = frozenset({dict, OrderedDict, CaseInsensitiveDict})
@@ -161,9 +161,7 @@ def merge_setting(
             store[key.lower()] = (key, value)
         for lowered in [lowered for lowered, pair in store.items() if pair[1] is None]:
             del store[lowered]
-        headers: Any = CaseInsensitiveDict()
-        headers._store = store
-        return headers
+        return case_insensitive(store)
     if dict_class not in _PLAIN:
         merged = dict_class(session_setting.items())
         merged.update(request_setting.items())
@@ -176,6 +174,16 @@ def merge_setting(
     for key in [key for key, value in merged.items() if value is None]:
         del merged[key]
     return merged
+
+
+def case_insensitive(store: OrderedDict[Any, tuple[Any, Any]]) -> Any:
+    """A ``CaseInsensitiveDict`` holding ``store`` (lower-cased key to (key, value)).
+
+    What setting each pair on an empty one would leave, without a call per pair.
+    """
+    headers: Any = CaseInsensitiveDict()
+    headers._store = store
+    return headers
 
 
 def _pairs(mapping: Any) -> Any:
@@ -308,9 +316,7 @@ def _prepare_headers(
                     valid.add(pair)
             store[lowered] = pair
         else:
-            result: Any = CaseInsensitiveDict()
-            result._store = store
-            prepared.headers = result
+            prepared.headers = case_insensitive(store)
             return
     prepared.prepare_headers(headers)
 

@@ -29,6 +29,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3 import HTTPHeaderDict
 
 from ._originals import Originals
+from ._prepare import case_insensitive
 
 __all__ = ["build_response", "extract_cookies", "usable"]
 
@@ -83,9 +84,7 @@ def _headers(raw: Any) -> Any:
     for values in headers._container.values():
         name = values[0]  # what iterating the dict gives; its [] joins the rest
         store[name.lower()] = (name, ", ".join(values[1:]))
-    result: Any = CaseInsensitiveDict()
-    result._store = store
-    return result
+    return case_insensitive(store)
 
 
 def build_response(adapter: Any, request: Any, raw: Any) -> Response:
