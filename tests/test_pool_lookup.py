@@ -267,10 +267,13 @@ def test_a_patched_request_url_is_run(monkeypatch: pytest.MonkeyPatch) -> None:
         transport.close()
 
 
-def test_the_remembered_paths_stay_bounded_and_go_at_close() -> None:
+def test_the_remembered_paths_stay_bounded_and_go_at_close_with_the_key_parts() -> None:
     transport = Transport()
     for index in range(3000):
         transport.request_url(_prepared(f"http://127.0.0.1:8080/{index}"), None)
     assert 0 < len(transport._rcm_paths) <= _transport._PATHS_SIZE
+    transport.get_connection_with_tls_context(_prepared("http://u:pw@127.0.0.1:8080/"), True)
+    assert transport._rcm_key_parts
     transport.close()
     assert not transport._rcm_paths
+    assert not transport._rcm_key_parts  # its keys hold the URL's user-info

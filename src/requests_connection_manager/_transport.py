@@ -342,7 +342,9 @@ class Transport(HTTPAdapter):
                 _close_pools(manager)
         finally:
             super().close()
-            self._rcm_paths.clear()  # URLs (user-info and all) do not outlive the manager
+            # URLs and URL beginnings (user-info and all) do not outlive the manager.
+            self._rcm_paths.clear()
+            self._rcm_key_parts.clear()
             watchdog = self._rcm_watchdog
             if watchdog is not None:
                 watchdog.close()
