@@ -8,6 +8,7 @@ the same adapter, which must hand back the very same pool object.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,16 @@ def _prepared(url: str) -> requests.PreparedRequest:
     return requests.Request("GET", url).prepare()
 
 
+@pytest.fixture
+def transport() -> Iterator[Transport]:
+    """A transport with requests' default pool sizes, closed after the test."""
+    adapter = Transport()
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
 URLS = [
     "http://127.0.0.1:8080/a",
     "http://127.0.0.1:8080/b?x=1",
@@ -43,18 +54,16 @@ URLS = [
 @pytest.mark.parametrize("url", URLS)
 @pytest.mark.parametrize("verify", [True, False, None])
 @pytest.mark.parametrize("cert", [None, "client.pem", ("client.pem", "client.key")])
-def test_the_pool_is_the_one_requests_finds(url: str, verify: Any, cert: Any) -> None:
+def test_the_pool_is_the_one_requests_finds(
+    url: str, verify: Any, cert: Any, transport: Transport
+) -> None:
     """Twice (the second from memory): the very pool requests' own method returns."""
-    adapter = Transport()
-    try:
-        request = _prepared(url)
-        first = adapter.get_connection_with_tls_context(request, verify, {}, cert)
-        again = adapter.get_connection_with_tls_context(request, verify, None, cert)
-        theirs = _REQUESTS_WAY(adapter, request, verify, None, cert)
-        assert first is again is theirs
-        assert adapter._rcm_key_parts  # remembered
-    finally:
-        adapter.close()
+    request = _prepared(url)
+    first = transport.get_connection_with_tls_context(request, verify, {}, cert)
+    again = transport.get_connection_with_tls_context(request, verify, None, cert)
+    theirs = _REQUESTS_WAY(transport, request, verify, None, cert)
+    assert first is again is theirs
+    assert transport._rcm_key_parts  # remembered
 
 
 def test_least_recently_used_pools_are_those_of_requests() -> None:
@@ -79,74 +88,60 @@ def test_least_recently_used_pools_are_those_of_requests() -> None:
         adapter.close()
 
 
-def test_a_ca_path_for_https_is_asked_of_the_file_system_every_time(tmp_path: Any) -> None:
+def test_a_ca_path_for_https_is_asked_of_the_file_system_every_time(
+    tmp_path: Any, transport: Transport
+) -> None:
     """verify= a path that becomes a directory: the next pool has ca_cert_dir, as requests'."""
-    adapter = Transport()
     path = str(tmp_path / "ca")
-    try:
-        request = _prepared("https://127.0.0.1:8443/")
-        with open(path, "w") as file:
-            file.write("not read here")
-        as_file = adapter.get_connection_with_tls_context(request, path, {}, None)
-        assert as_file.ca_certs == path
-        os.remove(path)
-        os.mkdir(path)
-        as_dir = adapter.get_connection_with_tls_context(request, path, {}, None)
-        assert as_dir.ca_cert_dir == path
-        assert as_dir is _REQUESTS_WAY(adapter, request, path, None, None)
-        assert not adapter._rcm_key_parts  # never remembered
-    finally:
-        adapter.close()
+    request = _prepared("https://127.0.0.1:8443/")
+    with open(path, "w") as file:
+        file.write("not read here")
+    as_file = transport.get_connection_with_tls_context(request, path, {}, None)
+    assert as_file.ca_certs == path
+    os.remove(path)
+    os.mkdir(path)
+    as_dir = transport.get_connection_with_tls_context(request, path, {}, None)
+    assert as_dir.ca_cert_dir == path
+    assert as_dir is _REQUESTS_WAY(transport, request, path, None, None)
+    assert not transport._rcm_key_parts  # never remembered
 
 
-def test_a_ca_path_for_http_is_remembered(tmp_path: Any) -> None:
+def test_a_ca_path_for_http_is_remembered(tmp_path: Any, transport: Transport) -> None:
     """For http:// the path's kind is read once: urllib3 makes HTTP pools without TLS settings."""
-    adapter = Transport()
     path = str(tmp_path)
-    try:
-        request = _prepared("http://127.0.0.1:8080/")
-        pool = adapter.get_connection_with_tls_context(request, path, {}, None)
-        assert pool is _REQUESTS_WAY(adapter, request, path, None, None)
-        assert adapter.get_connection_with_tls_context(request, path, {}, None) is pool
-        assert len(adapter._rcm_key_parts) == 1
-        assert not hasattr(pool, "ca_cert_dir")  # an HTTP pool has no TLS settings
-    finally:
-        adapter.close()
+    request = _prepared("http://127.0.0.1:8080/")
+    pool = transport.get_connection_with_tls_context(request, path, {}, None)
+    assert pool is _REQUESTS_WAY(transport, request, path, None, None)
+    assert transport.get_connection_with_tls_context(request, path, {}, None) is pool
+    assert len(transport._rcm_key_parts) == 1
+    assert not hasattr(pool, "ca_cert_dir")  # an HTTP pool has no TLS settings
 
 
-def test_proxies_are_looked_up_requests_way() -> None:
+def test_proxies_are_looked_up_requests_way(transport: Transport) -> None:
     """A proxy for the URL: the proxy manager's pool, as requests gives it; nothing remembered."""
-    adapter = Transport()
-    try:
-        request = _prepared("http://127.0.0.1:8080/")
-        proxies = {"http": "http://127.0.0.1:3128"}
-        pool = adapter.get_connection_with_tls_context(request, True, proxies, None)
-        assert pool is _REQUESTS_WAY(adapter, request, True, proxies, None)
-        assert pool.proxy is not None
-        assert not adapter._rcm_key_parts
-    finally:
-        adapter.close()
+    request = _prepared("http://127.0.0.1:8080/")
+    proxies = {"http": "http://127.0.0.1:3128"}
+    pool = transport.get_connection_with_tls_context(request, True, proxies, None)
+    assert pool is _REQUESTS_WAY(transport, request, True, proxies, None)
+    assert pool.proxy is not None
+    assert not transport._rcm_key_parts
 
 
-def test_an_invalid_port_raises_requests_invalid_url() -> None:
+def test_an_invalid_port_raises_requests_invalid_url(transport: Transport) -> None:
     """A port out of range: requests' InvalidURL, with the request, both times."""
-    adapter = Transport()
-    try:
-        request = requests.PreparedRequest()
-        request.prepare_method("GET")
-        request.url = "http://127.0.0.1:99999/"
-        for _ in range(2):
-            with pytest.raises(InvalidURL) as ours:
-                adapter.get_connection_with_tls_context(request, True, {}, None)
-            with pytest.raises(InvalidURL) as theirs:
-                _REQUESTS_WAY(adapter, request, True, None, None)
-            assert str(ours.value) == str(theirs.value)
-            assert ours.value.request is request
-    finally:
-        adapter.close()
+    request = requests.PreparedRequest()
+    request.prepare_method("GET")
+    request.url = "http://127.0.0.1:99999/"
+    for _ in range(2):
+        with pytest.raises(InvalidURL) as ours:
+            transport.get_connection_with_tls_context(request, True, {}, None)
+        with pytest.raises(InvalidURL) as theirs:
+            _REQUESTS_WAY(transport, request, True, None, None)
+        assert str(ours.value) == str(theirs.value)
+        assert ours.value.request is request
 
 
-def test_a_patched_lookup_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_patched_lookup_is_used(monkeypatch: pytest.MonkeyPatch, transport: Transport) -> None:
     """While requests' method is patched (a test double, instrumentation), it decides."""
     calls: list[str] = []
 
@@ -155,21 +150,17 @@ def test_a_patched_lookup_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
         return _REQUESTS_WAY(self, request, *args, **kwargs)
 
     monkeypatch.setattr(HTTPAdapter, "get_connection_with_tls_context", patched)
-    adapter = Transport()
-    try:
-        request = _prepared("http://127.0.0.1:8080/")
-        for _ in range(2):
-            adapter.get_connection_with_tls_context(request, True, {}, None)
-        assert calls == [request.url] * 2
-    finally:
-        adapter.close()
+    request = _prepared("http://127.0.0.1:8080/")
+    for _ in range(2):
+        transport.get_connection_with_tls_context(request, True, {}, None)
+    assert calls == [request.url] * 2
 
 
 @pytest.mark.parametrize(
     "target", ["build_connection_pool_key_attributes", "_urllib3_request_context"]
 )
 def test_a_replaced_key_builder_decides_every_time(
-    target: str, monkeypatch: pytest.MonkeyPatch
+    target: str, monkeypatch: pytest.MonkeyPatch, transport: Transport
 ) -> None:
     """The pool key's parts come from a replaced method or helper, memo or not."""
     import requests.adapters
@@ -182,16 +173,12 @@ def test_a_replaced_key_builder_decides_every_time(
         calls.append(1)
         return original(*args, **kwargs)
 
-    adapter = Transport()
-    try:
-        request = _prepared("http://127.0.0.1:8080/")
-        adapter.get_connection_with_tls_context(request, True, {}, None)  # remembered
-        monkeypatch.setattr(owner, target, counted)
-        for _ in range(2):
-            adapter.get_connection_with_tls_context(request, True, {}, None)
-        assert len(calls) == 2
-    finally:
-        adapter.close()
+    request = _prepared("http://127.0.0.1:8080/")
+    transport.get_connection_with_tls_context(request, True, {}, None)  # remembered
+    monkeypatch.setattr(owner, target, counted)
+    for _ in range(2):
+        transport.get_connection_with_tls_context(request, True, {}, None)
+    assert len(calls) == 2
 
 
 def test_the_memory_stays_bounded() -> None:
@@ -228,43 +215,33 @@ _REQUESTS_REQUEST_URL = HTTPAdapter.request_url
 
 
 @pytest.mark.parametrize("proxies", PROXIES)
-def test_the_request_url_is_requests_own(proxies: Any) -> None:
+def test_the_request_url_is_requests_own(proxies: Any, transport: Transport) -> None:
     """Twice for every URL (the second from the memo): requests' answer, proxies or not."""
-    transport = Transport()
-    try:
-        for url in [*PATH_URLS, *PATH_URLS]:
-            request = _prepared(url)
-            expected = _REQUESTS_REQUEST_URL(transport, request, proxies)
-            assert transport.request_url(request, proxies) == expected
-    finally:
-        transport.close()
+    for url in [*PATH_URLS, *PATH_URLS]:
+        request = _prepared(url)
+        expected = _REQUESTS_REQUEST_URL(transport, request, proxies)
+        assert transport.request_url(request, proxies) == expected
 
 
-def test_a_request_url_changed_on_the_request_is_followed() -> None:
-    transport = Transport()
-    try:
-        request = _prepared("http://127.0.0.1:8080/first")
-        assert transport.request_url(request, {}) == "/first"
-        request.url = "http://127.0.0.1:8080/second?q=1"
-        assert transport.request_url(request, {}) == "/second?q=1"
-        request.url = b"http://127.0.0.1:8080/bytes"  # type: ignore[assignment]
-        with pytest.raises(TypeError) as theirs:  # requests' own: bytes meet str
-            _REQUESTS_REQUEST_URL(transport, request, {})
-        with pytest.raises(TypeError, match=str(theirs.value)):
-            transport.request_url(request, {})
-    finally:
-        transport.close()
+def test_a_request_url_changed_on_the_request_is_followed(transport: Transport) -> None:
+    request = _prepared("http://127.0.0.1:8080/first")
+    assert transport.request_url(request, {}) == "/first"
+    request.url = "http://127.0.0.1:8080/second?q=1"
+    assert transport.request_url(request, {}) == "/second?q=1"
+    request.url = b"http://127.0.0.1:8080/bytes"  # type: ignore[assignment]
+    with pytest.raises(TypeError) as theirs:  # requests' own: bytes meet str
+        _REQUESTS_REQUEST_URL(transport, request, {})
+    with pytest.raises(TypeError, match=str(theirs.value)):
+        transport.request_url(request, {})
 
 
-def test_a_patched_request_url_is_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    transport = Transport()
-    try:
-        request = _prepared("http://127.0.0.1:8080/a")
-        assert transport.request_url(request, None) == "/a"  # remembered
-        monkeypatch.setattr(HTTPAdapter, "request_url", lambda self, req, proxies: "/patched")
-        assert transport.request_url(request, None) == "/patched"
-    finally:
-        transport.close()
+def test_a_patched_request_url_is_run(
+    monkeypatch: pytest.MonkeyPatch, transport: Transport
+) -> None:
+    request = _prepared("http://127.0.0.1:8080/a")
+    assert transport.request_url(request, None) == "/a"  # remembered
+    monkeypatch.setattr(HTTPAdapter, "request_url", lambda self, req, proxies: "/patched")
+    assert transport.request_url(request, None) == "/patched"
 
 
 def test_the_remembered_paths_stay_bounded_and_go_at_close_with_the_key_parts() -> None:
